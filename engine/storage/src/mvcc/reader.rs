@@ -1,0 +1,342 @@
+//! [`MvccReader`]: reads locks and versions from a consistent RocksDB snapshot.
+
+use holo_txn_types::{KeyError, Lock, LockType, Timestamp, Write, WriteType};
+use rocksdb::{DB, DBRawIteratorWithThreadMode, SnapshotWithThreadMode};
+
+use crate::keys::{CF_DATA, CF_LOCK, CF_WRITE, decode_key, encode_key, split_versioned, with_ts};
+use crate::{Engine, Result, StorageError};
+
+/// How a read treats timestamps and locks.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Read the newest version committed at or before this timestamp.
+    pub read_ts: Timestamp,
+    /// Start timestamps of transactions whose locks the reader may ignore:
+    /// its own, and transactions it pushed past `read_ts`.
+    pub bypass_locks: Vec<Timestamp>,
+}
+
+impl ReadOptions {
+    /// Reads at `read_ts` without bypassing any lock.
+    pub fn at(read_ts: Timestamp) -> ReadOptions {
+        ReadOptions {
+            read_ts,
+            bypass_locks: Vec::new(),
+        }
+    }
+
+    /// Whether `lock` hides a version the reader would otherwise have to see.
+    fn blocks(&self, lock: &Lock) -> bool {
+        lock.lock_type != LockType::Lock
+            && lock.start_ts <= self.read_ts
+            && lock.min_commit_ts <= self.read_ts
+            && !self.bypass_locks.contains(&lock.start_ts)
+    }
+}
+
+/// The result of one scan call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanResult {
+    /// Live key-value pairs in key order.
+    pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Where to continue when the limit cut the scan short.
+    pub resume_key: Option<Vec<u8>>,
+}
+
+/// Where a transaction's record on a key stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnRecord {
+    /// A commit record (Put, Delete or Lock) at `commit_ts`.
+    Committed {
+        /// The commit timestamp.
+        commit_ts: Timestamp,
+        /// The record.
+        write: Write,
+    },
+    /// A rollback record.
+    RolledBack {
+        /// Whether GC must keep it.
+        protected: bool,
+    },
+    /// Nothing about the transaction on this key.
+    None,
+}
+
+/// A consistent view of the engine for reads and for evaluating commands.
+pub struct MvccReader<'a> {
+    engine: &'a Engine,
+    snapshot: SnapshotWithThreadMode<'a, DB>,
+}
+
+type RawIter<'a> = DBRawIteratorWithThreadMode<'a, DB>;
+
+impl<'a> MvccReader<'a> {
+    /// A reader over a fresh snapshot of `engine`.
+    pub fn new(engine: &'a Engine) -> MvccReader<'a> {
+        MvccReader {
+            engine,
+            snapshot: engine.db().snapshot(),
+        }
+    }
+
+    fn write_iter(&self, lower: Vec<u8>, upper: Option<Vec<u8>>) -> Result<RawIter<'_>> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_lower_bound(lower);
+        if let Some(upper) = upper {
+            opts.set_iterate_upper_bound(upper);
+        }
+        Ok(self
+            .snapshot
+            .raw_iterator_cf_opt(self.engine.cf(CF_WRITE)?, opts))
+    }
+
+    /// Iterator over every version of one encoded key, newest first.
+    fn key_versions(&self, enc: &[u8]) -> Result<RawIter<'_>> {
+        let mut upper = with_ts(enc, Timestamp::ZERO);
+        upper.push(0);
+        self.write_iter(enc.to_vec(), Some(upper))
+    }
+
+    /// The lock on `key`, if any.
+    pub fn load_lock(&self, key: &[u8]) -> Result<Option<Lock>> {
+        let enc = encode_key(key);
+        match self.snapshot.get_cf(self.engine.cf(CF_LOCK)?, enc)? {
+            Some(bytes) => Ok(Some(Lock::from_bytes(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The newest record of `key` committed at or before `ts`, of any type.
+    pub fn seek_write(&self, key: &[u8], ts: Timestamp) -> Result<Option<(Timestamp, Write)>> {
+        let enc = encode_key(key);
+        let mut it = self.key_versions(&enc)?;
+        it.seek(with_ts(&enc, ts));
+        if let Some((k, v)) = it.item() {
+            let (_, commit_ts) = split_versioned(k)?;
+            return Ok(Some((commit_ts, Write::from_bytes(v)?)));
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// Every record of `key` committed at or after `min_ts`, newest first.
+    pub fn writes_since(&self, key: &[u8], min_ts: Timestamp) -> Result<Vec<(Timestamp, Write)>> {
+        let enc = encode_key(key);
+        let mut it = self.key_versions(&enc)?;
+        it.seek(&enc);
+        let mut out = Vec::new();
+        while let Some((k, v)) = it.item() {
+            let (_, commit_ts) = split_versioned(k)?;
+            if commit_ts < min_ts {
+                break;
+            }
+            out.push((commit_ts, Write::from_bytes(v)?));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// The newest data change (Put or Delete) of `key` at or before `ts`.
+    pub fn get_data_write(&self, key: &[u8], ts: Timestamp) -> Result<Option<(Timestamp, Write)>> {
+        let enc = encode_key(key);
+        let mut it = self.key_versions(&enc)?;
+        it.seek(with_ts(&enc, ts));
+        while let Some((k, v)) = it.item() {
+            let write = Write::from_bytes(v)?;
+            if write.write_type.is_data_change() {
+                let (_, commit_ts) = split_versioned(k)?;
+                return Ok(Some((commit_ts, write)));
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// The record left by the transaction started at `start_ts` on `key`.
+    pub fn txn_record(&self, key: &[u8], start_ts: Timestamp) -> Result<TxnRecord> {
+        for (commit_ts, write) in self.writes_since(key, start_ts)? {
+            if write.start_ts != start_ts {
+                continue;
+            }
+            return Ok(match write.write_type {
+                WriteType::Rollback => TxnRecord::RolledBack {
+                    protected: write.protected,
+                },
+                _ => TxnRecord::Committed { commit_ts, write },
+            });
+        }
+        Ok(TxnRecord::None)
+    }
+
+    /// The value of a Put record (inline or from the data column family).
+    pub fn load_value(&self, key: &[u8], write: &Write) -> Result<Vec<u8>> {
+        if let Some(v) = &write.short_value {
+            return Ok(v.clone());
+        }
+        self.load_data(&encode_key(key), write.start_ts)
+    }
+
+    fn load_data(&self, enc: &[u8], start_ts: Timestamp) -> Result<Vec<u8>> {
+        self.snapshot
+            .get_cf(self.engine.cf(CF_DATA)?, with_ts(enc, start_ts))?
+            .ok_or_else(|| {
+                StorageError::Decode(holo_txn_types::DecodeError::Corrupt(
+                    "write record without its value",
+                ))
+            })
+    }
+
+    /// The value of `key` visible at `opts.read_ts`, or a `Locked` error when
+    /// a pending transaction may commit below the read timestamp.
+    pub fn get(&self, key: &[u8], opts: &ReadOptions) -> Result<Option<Vec<u8>>> {
+        if let Some(lock) = self.load_lock(key)?
+            && opts.blocks(&lock)
+        {
+            return Err(KeyError::Locked(lock.info(key)).into());
+        }
+        match self.get_data_write(key, opts.read_ts)? {
+            Some((_, write)) if write.write_type == WriteType::Put => {
+                Ok(Some(self.load_value(key, &write)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Live pairs in `[start, end)` (empty `end` = unbounded) at
+    /// `opts.read_ts`, at most `limit` of them.
+    pub fn scan(&self, start: &[u8], end: &[u8], opts: &ReadOptions, limit: usize) -> Result<ScanResult> {
+        let lower = encode_key(start);
+        let upper = (!end.is_empty()).then(|| encode_key(end));
+        let mut it = self.write_iter(lower.clone(), upper.clone())?;
+        let mut result = ScanResult::default();
+        it.seek(&lower);
+        let mut current: Vec<u8> = Vec::new();
+        let mut skip_current = false;
+        while let Some((k, v)) = it.item() {
+            let (enc, commit_ts) = split_versioned(k)?;
+            if skip_current && enc == current.as_slice() {
+                it.next();
+                continue;
+            }
+            skip_current = false;
+            if commit_ts > opts.read_ts {
+                let target = with_ts(enc, opts.read_ts);
+                it.seek(target);
+                continue;
+            }
+            let write = Write::from_bytes(v)?;
+            match write.write_type {
+                WriteType::Lock | WriteType::Rollback => {
+                    it.next();
+                    continue;
+                }
+                WriteType::Put => {
+                    let raw = decode_key(enc)?;
+                    let value = match write.short_value {
+                        Some(v) => v,
+                        None => self.load_data(enc, write.start_ts)?,
+                    };
+                    if result.pairs.len() == limit {
+                        result.resume_key = Some(raw);
+                        break;
+                    }
+                    result.pairs.push((raw, value));
+                }
+                WriteType::Delete => {}
+            }
+            current.clear();
+            current.extend_from_slice(enc);
+            skip_current = true;
+            it.next();
+        }
+        it.status()?;
+        // Locks matter only inside the part of the span actually scanned.
+        let lock_upper = match &result.resume_key {
+            Some(resume) => Some(encode_key(resume)),
+            None => upper,
+        };
+        self.check_locks(lower, lock_upper, opts)?;
+        Ok(result)
+    }
+
+    fn check_locks(&self, lower: Vec<u8>, upper: Option<Vec<u8>>, opts: &ReadOptions) -> Result<()> {
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_lower_bound(lower.clone());
+        if let Some(upper) = upper {
+            ro.set_iterate_upper_bound(upper);
+        }
+        let mut it = self
+            .snapshot
+            .raw_iterator_cf_opt(self.engine.cf(CF_LOCK)?, ro);
+        it.seek(&lower);
+        while let Some((k, v)) = it.item() {
+            let lock = Lock::from_bytes(v)?;
+            if opts.blocks(&lock) {
+                return Err(KeyError::Locked(lock.info(&decode_key(k)?)).into());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Locks with `start_ts <= max_ts` in `[start, end)`, at most `limit`.
+    pub fn scan_locks(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        max_ts: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Lock)>> {
+        let lower = encode_key(start);
+        let mut ro = rocksdb::ReadOptions::default();
+        ro.set_iterate_lower_bound(lower.clone());
+        if !end.is_empty() {
+            ro.set_iterate_upper_bound(encode_key(end));
+        }
+        let mut it = self
+            .snapshot
+            .raw_iterator_cf_opt(self.engine.cf(CF_LOCK)?, ro);
+        it.seek(&lower);
+        let mut out = Vec::new();
+        while let Some((k, v)) = it.item() {
+            if out.len() >= limit {
+                break;
+            }
+            let lock = Lock::from_bytes(v)?;
+            if lock.start_ts <= max_ts {
+                out.push((decode_key(k)?, lock));
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Distinct raw user keys that have write records in `[start, end)`,
+    /// beginning at `start`, at most `limit`; used by garbage collection.
+    pub fn user_keys(&self, start: &[u8], end: &[u8], limit: usize) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+        let lower = encode_key(start);
+        let upper = (!end.is_empty()).then(|| encode_key(end));
+        let mut it = self.write_iter(lower.clone(), upper)?;
+        it.seek(&lower);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut last: Vec<u8> = Vec::new();
+        while let Some((k, _)) = it.item() {
+            let (enc, _) = split_versioned(k)?;
+            if enc != last.as_slice() {
+                let raw = decode_key(enc)?;
+                if keys.len() == limit {
+                    return Ok((keys, Some(raw)));
+                }
+                last = enc.to_vec();
+                keys.push(raw);
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok((keys, None))
+    }
+}
