@@ -1,1 +1,32 @@
-//! placeholder
+//! HoloStore's key-value layer: what a node serves for its ranges and how a
+//! client reaches them.
+//!
+//! - [`service::RangeService`]: the per-node API (get, scan, write) addressed
+//!   by range id and epoch; in-process today ([`node::LocalNode`]), the same
+//!   shape goes over gRPC when ranges are replicated.
+//! - [`replica::Replica`]: one range on one node: latches
+//!   ([`latch::Latches`]), commands evaluated by `holo-storage`.
+//! - [`tso::TimestampOracle`]: strictly increasing timestamps, persisted
+//!   high-water mark.
+//! - [`router::RangeCache`] and [`client::KvClient`]: route keys to ranges,
+//!   refresh stale routes, resolve locks met on the way.
+//! - [`txn::Transaction`]: snapshot reads with read-your-writes, buffered
+//!   writes, one-phase commit on one range, Percolator two-phase commit across
+//!   ranges.
+
+pub mod client;
+pub mod error;
+pub mod latch;
+pub mod lock_resolver;
+pub mod node;
+pub mod replica;
+pub mod router;
+pub mod service;
+pub mod tso;
+pub mod txn;
+
+pub use client::KvClient;
+pub use error::{KvError, Result};
+pub use node::LocalNode;
+pub use tso::{LocalTso, TimestampOracle};
+pub use txn::{CommitInfo, Transaction, TxnOptions};

@@ -1,0 +1,95 @@
+//! [`KvError`]: failures of the key-value layer.
+
+use holo_storage::{RangeDescriptor, RangeId, StorageError};
+use holo_txn_types::KeyError;
+
+/// Result alias for the KV layer.
+pub type Result<T, E = KvError> = std::result::Result<T, E>;
+
+/// A KV-layer failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KvError {
+    /// A transactional rule was violated at one key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The addressed range does not exist on the node (moved, merged, or
+    /// never here): refresh the route.
+    #[error("range {range_id} not found on node {node_id}")]
+    RangeNotFound {
+        /// The requested range.
+        range_id: RangeId,
+        /// The node that answered.
+        node_id: u64,
+    },
+    /// The request's epoch is stale (the range split or merged): refresh.
+    #[error("range {range_id} epoch changed")]
+    EpochNotMatch {
+        /// The requested range.
+        range_id: RangeId,
+        /// The current descriptor, when the node knows it.
+        current: Option<Box<RangeDescriptor>>,
+    },
+    /// A key of the request lies outside the range: refresh the route.
+    #[error("key outside range {range_id}")]
+    KeyNotInRange {
+        /// The requested range.
+        range_id: RangeId,
+    },
+    /// The node is not the range's leaseholder.
+    #[error("node is not the leaseholder of range {range_id}")]
+    NotLeader {
+        /// The requested range.
+        range_id: RangeId,
+        /// The leaseholder, if known.
+        leader: Option<u64>,
+    },
+    /// A lock held by a live transaction did not go away in time.
+    #[error("timed out waiting for the lock of transaction {start_ts} on a key")]
+    LockWaitTimeout {
+        /// Start timestamp of the transaction holding the lock.
+        start_ts: holo_txn_types::Timestamp,
+    },
+    /// Retries of a stale route ran out.
+    #[error("could not route request after {attempts} attempts: {last}")]
+    RoutingExhausted {
+        /// How many attempts were made.
+        attempts: usize,
+        /// The last routing error.
+        last: String,
+    },
+    /// The transaction exceeded a size limit.
+    #[error("transaction too large: {0}")]
+    TxnTooLarge(String),
+    /// The transaction was already committed or rolled back.
+    #[error("transaction is no longer active")]
+    TxnNotActive,
+    /// The storage engine failed (I/O, corruption).
+    #[error("storage: {0}")]
+    Storage(String),
+    /// The service is shutting down or unreachable.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl KvError {
+    /// Whether the error means the route is stale and a refresh may help.
+    pub fn is_stale_route(&self) -> bool {
+        matches!(
+            self,
+            KvError::RangeNotFound { .. }
+                | KvError::EpochNotMatch { .. }
+                | KvError::KeyNotInRange { .. }
+                | KvError::NotLeader { .. }
+        )
+    }
+}
+
+impl From<StorageError> for KvError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Key(k) => KvError::Key(k),
+            StorageError::KeyOutOfRange { range_id, .. } => KvError::KeyNotInRange { range_id },
+            other => KvError::Storage(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Resolving a lock met by a reader or writer through its primary key.
+
+use holo_storage::{WriteCommand, WriteResult};
+use holo_txn_types::{KeyError, LockInfo, LockType, Timestamp, TxnStatus};
+
+use crate::client::KvClient;
+use crate::service::KvWrite;
+use crate::{KvError, Result};
+
+/// What happened to a lock after an attempt to resolve it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The lock is gone (committed or rolled back): retry the request.
+    Resolved,
+    /// The lock's transaction was pushed past the reader: the reader may
+    /// bypass locks of this start timestamp.
+    Pushed(Timestamp),
+    /// The transaction is alive and could not be pushed: back off and retry.
+    Alive,
+}
+
+/// Resolves `lock` for a caller reading at `caller_ts` (`Timestamp::ZERO` for
+/// writers, which never push). Checks the transaction's primary, rolls back
+/// an expired transaction, then commits or rolls back the lock itself.
+pub async fn resolve_lock(client: &KvClient, lock: &LockInfo, caller_ts: Timestamp) -> Result<Resolution> {
+    let current_ts = client.tso().get_ts().await?;
+    let expired = lock.start_ts.expired_at(lock.ttl_ms, current_ts);
+    let check = WriteCommand::CheckTxnStatus {
+        primary: lock.primary.clone(),
+        lock_ts: lock.start_ts,
+        caller_start_ts: if lock.lock_type == LockType::Lock { Timestamp::ZERO } else { caller_ts },
+        current_ts,
+        rollback_if_not_exist: expired,
+    };
+    let status = match client.write_key(&lock.primary, KvWrite::Command(check)).await {
+        Ok(resp) => match resp.result {
+            WriteResult::TxnStatus(st) => st,
+            other => {
+                return Err(KvError::Storage(format!("unexpected status answer {other:?}")));
+            }
+        },
+        // The primary's prewrite may still be on its way.
+        Err(KvError::Key(KeyError::TxnNotFound { .. })) => return Ok(Resolution::Alive),
+        Err(e) => return Err(e),
+    };
+    let commit_ts = match status {
+        TxnStatus::Locked { min_commit_ts, .. } => {
+            return Ok(if caller_ts > Timestamp::ZERO && min_commit_ts > caller_ts {
+                Resolution::Pushed(lock.start_ts)
+            } else {
+                Resolution::Alive
+            });
+        }
+        TxnStatus::Committed { commit_ts } => Some(commit_ts),
+        TxnStatus::RolledBack => None,
+    };
+    let resolve = WriteCommand::ResolveLocks {
+        keys: vec![lock.key.clone()],
+        start_ts: lock.start_ts,
+        commit_ts,
+    };
+    client.write_key(&lock.key, KvWrite::Command(resolve)).await?;
+    Ok(Resolution::Resolved)
+}

@@ -1,0 +1,173 @@
+use std::time::Duration;
+
+use holo_kv::service::KvWrite;
+use holo_kv::{KvError, Transaction, TxnOptions};
+use holo_storage::WriteCommand;
+use holo_txn_types::{KeyError, Mutation};
+
+use crate::cluster;
+
+fn opts() -> TxnOptions {
+    TxnOptions::default()
+}
+
+#[tokio::test]
+async fn read_your_writes_and_atomic_commit() {
+    let c = cluster(&[]);
+    let t = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
+    t.insert(b"b".to_vec(), b"2".to_vec()).unwrap();
+    assert_eq!(t.get(b"a").await.unwrap(), Some(b"1".to_vec()));
+    let (pairs, next) = t.scan_chunk(b"", b"", 100).await.unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert!(next.is_none());
+    // Another transaction sees nothing yet.
+    let other = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    assert_eq!(other.get(b"a").await.unwrap(), None);
+    let info = t.commit().await.unwrap();
+    assert!(info.one_pc);
+    // The old snapshot still sees nothing; a new one sees both.
+    assert_eq!(other.get(b"b").await.unwrap(), None);
+    let later = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    assert_eq!(later.get(b"b").await.unwrap(), Some(b"2".to_vec()));
+    // Inserting twice inside one transaction fails at once.
+    later.insert(b"c".to_vec(), b"3".to_vec()).unwrap();
+    assert!(matches!(
+        later.insert(b"c".to_vec(), b"4".to_vec()),
+        Err(KvError::Key(KeyError::AlreadyExists { .. }))
+    ));
+    // Inserting an existing key fails at commit and writes nothing.
+    later.discard_writes();
+    later.insert(b"z".to_vec(), b"new".to_vec()).unwrap();
+    later.insert(b"a".to_vec(), b"dup".to_vec()).unwrap();
+    assert!(matches!(later.commit().await, Err(KvError::Key(KeyError::AlreadyExists { .. }))));
+    let check = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    assert_eq!(check.get(b"z").await.unwrap(), None);
+    assert_eq!(check.get(b"a").await.unwrap(), Some(b"1".to_vec()));
+}
+
+#[tokio::test]
+async fn first_committer_wins() {
+    let c = cluster(&[]);
+    let setup = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    setup.put(b"k".to_vec(), b"0".to_vec()).unwrap();
+    setup.commit().await.unwrap();
+    let t1 = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    let t2 = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    t1.put(b"k".to_vec(), b"1".to_vec()).unwrap();
+    t2.put(b"k".to_vec(), b"2".to_vec()).unwrap();
+    t2.commit().await.unwrap();
+    let err = t1.commit().await.unwrap_err();
+    assert!(matches!(err, KvError::Key(KeyError::Conflict(_))), "{err:?}");
+    let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    assert_eq!(r.get(b"k").await.unwrap(), Some(b"2".to_vec()));
+}
+
+#[tokio::test]
+async fn two_phase_commit_across_ranges_is_all_or_nothing() {
+    let c = cluster(&[b"m", b"t"]);
+    assert_eq!(c.node.range_descriptors().len(), 3);
+    // Commit across three ranges.
+    let t = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    for k in [b"a", b"n", b"x"] {
+        t.put(k.to_vec(), b"v1".to_vec()).unwrap();
+    }
+    let info = t.commit().await.unwrap();
+    assert!(!info.one_pc);
+    let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    let (pairs, _) = scan_all(&r).await;
+    assert_eq!(pairs.len(), 3);
+
+    // A transaction that conflicts in one range leaves nothing anywhere.
+    let loser = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    let winner = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    winner.put(b"x".to_vec(), b"winner".to_vec()).unwrap();
+    winner.commit().await.unwrap();
+    for k in [b"b", b"o", b"x"] {
+        loser.put(k.to_vec(), b"loser".to_vec()).unwrap();
+    }
+    let err = loser.commit().await.unwrap_err();
+    assert!(matches!(err, KvError::Key(KeyError::Conflict(_))), "{err:?}");
+    let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    let (pairs, _) = scan_all(&r).await;
+    assert!(pairs.iter().all(|(_, v)| v != b"loser"), "{pairs:?}");
+    assert_eq!(r.get(b"b").await.unwrap(), None);
+    assert_eq!(r.get(b"o").await.unwrap(), None);
+    // No lock is left behind.
+    assert!(c.node.store().reader().scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10).unwrap().is_empty());
+}
+
+async fn scan_all(t: &Transaction) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
+    let mut start = Vec::new();
+    let mut out = Vec::new();
+    let mut calls = 0;
+    loop {
+        let (pairs, next) = t.scan_chunk(&start, b"", 2).await.unwrap();
+        calls += 1;
+        out.extend(pairs);
+        match next {
+            Some(n) => start = n,
+            None => return (out, calls),
+        }
+    }
+}
+
+#[tokio::test]
+async fn abandoned_transaction_is_rolled_back_after_ttl() {
+    let c = cluster(&[b"m"]);
+    let start = c.client.now().await.unwrap();
+    // A coordinator prewrites in two ranges with a short TTL, then dies.
+    for (key, primary) in [(b"a", b"a"), (b"q", b"a")] {
+        c.client
+            .write_key(
+                key,
+                KvWrite::Command(WriteCommand::Prewrite {
+                    mutations: vec![Mutation::put(key.to_vec(), b"ghost".to_vec())],
+                    primary: primary.to_vec(),
+                    start_ts: start,
+                    lock_ttl_ms: 50,
+                    txn_size: 2,
+                }),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    // A reader meets the secondary lock, finds the primary expired, rolls back.
+    let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    assert_eq!(r.get(b"q").await.unwrap(), None);
+    assert_eq!(r.get(b"a").await.unwrap(), None);
+    assert!(c.node.store().reader().scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10).unwrap().is_empty());
+    // A writer can now use the keys.
+    let w = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    w.put(b"q".to_vec(), b"real".to_vec()).unwrap();
+    w.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn reader_is_not_blocked_by_a_live_transaction() {
+    let c = cluster(&[b"m"]);
+    let start = c.client.now().await.unwrap();
+    c.client
+        .write_key(
+            b"a",
+            KvWrite::Command(WriteCommand::Prewrite {
+                mutations: vec![Mutation::put(b"a".to_vec(), b"pending".to_vec())],
+                primary: b"a".to_vec(),
+                start_ts: start,
+                lock_ttl_ms: 60_000,
+                txn_size: 1,
+            }),
+        )
+        .await
+        .unwrap();
+    // The reader pushes the live transaction and reads the old state at once.
+    let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    let t0 = std::time::Instant::now();
+    assert_eq!(r.get(b"a").await.unwrap(), None);
+    assert!(t0.elapsed() < Duration::from_millis(400));
+    // A writer of the same key waits, then gives up with a lock-wait timeout.
+    let w = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    w.put(b"a".to_vec(), b"other".to_vec()).unwrap();
+    assert!(matches!(w.commit().await, Err(KvError::LockWaitTimeout { .. })));
+}
