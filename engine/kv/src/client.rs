@@ -12,7 +12,9 @@ use rand::Rng;
 
 use crate::lock_resolver::{Resolution, resolve_lock};
 use crate::router::RangeCache;
-use crate::service::{KvWrite, RangeDirectory, RangeHeader, RangeLocation, RangeService, WriteResponse};
+use crate::service::{
+    KvWrite, RangeDirectory, RangeHeader, RangeLocation, RangeService, WriteResponse,
+};
 use crate::tso::TimestampOracle;
 use crate::{KvError, Result};
 
@@ -62,7 +64,9 @@ pub struct KvClient {
 
 impl std::fmt::Debug for KvClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvClient").field("cache", &self.cache).finish()
+        f.debug_struct("KvClient")
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -171,12 +175,16 @@ impl KvClient {
             let res = self
                 .routed(key, |node, loc| {
                     let opts = opts.clone();
-                    async move { node.get(RangeHeader::for_range(&loc.desc), key.to_vec(), opts).await }
+                    async move {
+                        node.get(RangeHeader::for_range(&loc.desc), key.to_vec(), opts)
+                            .await
+                    }
                 })
                 .await;
             match res {
                 Err(KvError::Key(KeyError::Locked(lock))) => {
-                    self.handle_read_lock(&lock, read, deadline, attempt).await?;
+                    self.handle_read_lock(&lock, read, deadline, attempt)
+                        .await?;
                     attempt += 1;
                 }
                 other => return other,
@@ -224,7 +232,8 @@ impl KvClient {
                     return Ok((result, next));
                 }
                 Err(KvError::Key(KeyError::Locked(lock))) => {
-                    self.handle_read_lock(&lock, read, deadline, attempt).await?;
+                    self.handle_read_lock(&lock, read, deadline, attempt)
+                        .await?;
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -270,6 +279,40 @@ impl KvClient {
             self.cache.invalidate(loc.desc.id);
         }
         res
+    }
+
+    /// Physically removes every version in `[start, end)` (non-empty `end`)
+    /// on every range it overlaps. Only for data nobody reads again.
+    pub async fn clear_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        let mut from = start.to_vec();
+        for attempt in 0..self.retry.max_route_attempts {
+            let mut stale = false;
+            for loc in self.cache.ranges(&from, end).await? {
+                let Some((s, e)) = loc.desc.clamp(&from, end) else {
+                    continue;
+                };
+                let cmd = holo_storage::WriteCommand::ClearRange {
+                    start: s,
+                    end: e.clone(),
+                };
+                match self.write_at(&loc, KvWrite::Command(cmd)).await {
+                    Ok(_) => from = e,
+                    Err(err) if err.is_stale_route() => {
+                        stale = true;
+                        break;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            if !stale {
+                return Ok(());
+            }
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
+        }
+        Err(KvError::RoutingExhausted {
+            attempts: self.retry.max_route_attempts,
+            last: "clear range kept meeting stale routes".into(),
+        })
     }
 
     /// A fresh timestamp from the oracle.

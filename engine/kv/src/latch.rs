@@ -197,14 +197,20 @@ mod tests {
             &[span("a", "b"), span("m", "n")],
             &[span("c", "d"), span("m", "m\0")]
         ));
-        assert!(!spans_overlap(&[span("a", "b"), span("x", "y")], &[span("c", "d")]));
+        assert!(!spans_overlap(
+            &[span("a", "b"), span("x", "y")],
+            &[span("c", "d")]
+        ));
     }
 
     #[tokio::test]
     async fn writers_exclude_each_other_and_one_pc_blocks_readers() {
         let latches = Latches::new();
         let w = latches
-            .acquire(vec![Span::point(b"k")], LatchKind::Write { blocks_reads: true })
+            .acquire(
+                vec![Span::point(b"k")],
+                LatchKind::Write { blocks_reads: true },
+            )
             .await;
         // A reader of an overlapping span must wait.
         let l2 = latches.clone();
@@ -214,14 +220,21 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!reader.is_finished());
         // A reader elsewhere and a plain writer's reader proceed.
-        let _r = latches.acquire(vec![Span::point(b"x")], LatchKind::Read).await;
+        let _r = latches
+            .acquire(vec![Span::point(b"x")], LatchKind::Read)
+            .await;
         drop(w);
         tokio::time::timeout(Duration::from_secs(1), reader)
             .await
             .unwrap()
             .unwrap();
         let _w2 = latches
-            .acquire(vec![Span::point(b"k")], LatchKind::Write { blocks_reads: false })
+            .acquire(
+                vec![Span::point(b"k")],
+                LatchKind::Write {
+                    blocks_reads: false,
+                },
+            )
             .await;
         let _r2 = tokio::time::timeout(
             Duration::from_secs(1),
@@ -235,11 +248,21 @@ mod tests {
     async fn cancelled_waiter_is_withdrawn() {
         let latches = Latches::new();
         let w = latches
-            .acquire(vec![Span::point(b"k")], LatchKind::Write { blocks_reads: false })
+            .acquire(
+                vec![Span::point(b"k")],
+                LatchKind::Write {
+                    blocks_reads: false,
+                },
+            )
             .await;
         let waiting = tokio::time::timeout(
             Duration::from_millis(20),
-            latches.acquire(vec![Span::point(b"k")], LatchKind::Write { blocks_reads: false }),
+            latches.acquire(
+                vec![Span::point(b"k")],
+                LatchKind::Write {
+                    blocks_reads: false,
+                },
+            ),
         )
         .await;
         assert!(waiting.is_err());

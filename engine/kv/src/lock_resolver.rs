@@ -22,21 +22,34 @@ pub enum Resolution {
 /// Resolves `lock` for a caller reading at `caller_ts` (`Timestamp::ZERO` for
 /// writers, which never push). Checks the transaction's primary, rolls back
 /// an expired transaction, then commits or rolls back the lock itself.
-pub async fn resolve_lock(client: &KvClient, lock: &LockInfo, caller_ts: Timestamp) -> Result<Resolution> {
+pub async fn resolve_lock(
+    client: &KvClient,
+    lock: &LockInfo,
+    caller_ts: Timestamp,
+) -> Result<Resolution> {
     let current_ts = client.tso().get_ts().await?;
     let expired = lock.start_ts.expired_at(lock.ttl_ms, current_ts);
     let check = WriteCommand::CheckTxnStatus {
         primary: lock.primary.clone(),
         lock_ts: lock.start_ts,
-        caller_start_ts: if lock.lock_type == LockType::Lock { Timestamp::ZERO } else { caller_ts },
+        caller_start_ts: if lock.lock_type == LockType::Lock {
+            Timestamp::ZERO
+        } else {
+            caller_ts
+        },
         current_ts,
         rollback_if_not_exist: expired,
     };
-    let status = match client.write_key(&lock.primary, KvWrite::Command(check)).await {
+    let status = match client
+        .write_key(&lock.primary, KvWrite::Command(check))
+        .await
+    {
         Ok(resp) => match resp.result {
             WriteResult::TxnStatus(st) => st,
             other => {
-                return Err(KvError::Storage(format!("unexpected status answer {other:?}")));
+                return Err(KvError::Storage(format!(
+                    "unexpected status answer {other:?}"
+                )));
             }
         },
         // The primary's prewrite may still be on its way.
@@ -45,11 +58,13 @@ pub async fn resolve_lock(client: &KvClient, lock: &LockInfo, caller_ts: Timesta
     };
     let commit_ts = match status {
         TxnStatus::Locked { min_commit_ts, .. } => {
-            return Ok(if caller_ts > Timestamp::ZERO && min_commit_ts > caller_ts {
-                Resolution::Pushed(lock.start_ts)
-            } else {
-                Resolution::Alive
-            });
+            return Ok(
+                if caller_ts > Timestamp::ZERO && min_commit_ts > caller_ts {
+                    Resolution::Pushed(lock.start_ts)
+                } else {
+                    Resolution::Alive
+                },
+            );
         }
         TxnStatus::Committed { commit_ts } => Some(commit_ts),
         TxnStatus::RolledBack => None,
@@ -59,6 +74,8 @@ pub async fn resolve_lock(client: &KvClient, lock: &LockInfo, caller_ts: Timesta
         start_ts: lock.start_ts,
         commit_ts,
     };
-    client.write_key(&lock.key, KvWrite::Command(resolve)).await?;
+    client
+        .write_key(&lock.key, KvWrite::Command(resolve))
+        .await?;
     Ok(Resolution::Resolved)
 }

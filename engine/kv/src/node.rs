@@ -6,12 +6,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use holo_storage::{Engine, EngineOptions, MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult};
+use holo_storage::{
+    Engine, EngineOptions, MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult,
+};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::replica::Replica;
-use crate::service::{KvWrite, RangeDirectory, RangeHeader, RangeLocation, RangeService, WriteResponse};
+use crate::service::{
+    KvWrite, RangeDirectory, RangeHeader, RangeLocation, RangeService, WriteResponse,
+};
 use crate::tso::{LocalTso, TimestampOracle};
 use crate::{KvError, Result};
 
@@ -37,7 +41,9 @@ pub struct LocalNode {
 
 impl std::fmt::Debug for LocalNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalNode").field("ident", &self.ident).finish()
+        f.debug_struct("LocalNode")
+            .field("ident", &self.ident)
+            .finish()
     }
 }
 
@@ -81,7 +87,8 @@ impl LocalNode {
                 bounds.extend(splits.iter().cloned());
                 bounds.push(Vec::new());
                 for (i, w) in bounds.windows(2).enumerate() {
-                    let mut range = RangeDescriptor::whole_keyspace(RangeId(i as u64 + 1), ident.node_id);
+                    let mut range =
+                        RangeDescriptor::whole_keyspace(RangeId(i as u64 + 1), ident.node_id);
                     range.start_key = w[0].clone();
                     range.end_key = w[1].clone();
                     engine.put_meta(&range_meta_key(range.id), &encode_json(&range)?)?;
@@ -98,7 +105,9 @@ impl LocalNode {
             replicas.insert(desc.id, Arc::new(replica));
         }
         if replicas.is_empty() {
-            return Err(KvError::Storage("store has an identity but no ranges".into()));
+            return Err(KvError::Storage(
+                "store has an identity but no ranges".into(),
+            ));
         }
         Ok(Arc::new(LocalNode {
             ident,
@@ -125,7 +134,12 @@ impl LocalNode {
 
     /// Descriptors of every range on the node, in key order.
     pub fn range_descriptors(&self) -> Vec<RangeDescriptor> {
-        let mut out: Vec<_> = self.replicas.read().values().map(|r| r.descriptor()).collect();
+        let mut out: Vec<_> = self
+            .replicas
+            .read()
+            .values()
+            .map(|r| r.descriptor())
+            .collect();
         out.sort_by(|a, b| a.start_key.cmp(&b.start_key));
         out
     }
@@ -149,9 +163,7 @@ fn encode_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 fn load_ranges(engine: &Engine) -> Result<Vec<RangeDescriptor>> {
     let cf = engine.cf(holo_storage::keys::CF_META)?;
     let mut out = Vec::new();
-    let iter = engine
-        .db()
-        .prefix_iterator_cf(cf, META_RANGE_PREFIX);
+    let iter = engine.db().prefix_iterator_cf(cf, META_RANGE_PREFIX);
     for item in iter {
         let (k, v) = item.map_err(|e| KvError::Storage(e.to_string()))?;
         if !k.starts_with(META_RANGE_PREFIX) {
@@ -170,7 +182,12 @@ impl RangeService for LocalNode {
         self.ident.node_id
     }
 
-    async fn get(&self, header: RangeHeader, key: Vec<u8>, read: ReadOptions) -> Result<Option<Vec<u8>>> {
+    async fn get(
+        &self,
+        header: RangeHeader,
+        key: Vec<u8>,
+        read: ReadOptions,
+    ) -> Result<Option<Vec<u8>>> {
         self.replica(header.range_id)?.get(header, key, read).await
     }
 

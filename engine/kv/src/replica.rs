@@ -21,7 +21,9 @@ pub struct Replica {
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replica").field("desc", &*self.desc.read()).finish()
+        f.debug_struct("Replica")
+            .field("desc", &*self.desc.read())
+            .finish()
     }
 }
 
@@ -65,9 +67,17 @@ impl Replica {
     }
 
     /// Reads one key at `read.read_ts`.
-    pub async fn get(&self, header: RangeHeader, key: Vec<u8>, read: ReadOptions) -> Result<Option<Vec<u8>>> {
+    pub async fn get(
+        &self,
+        header: RangeHeader,
+        key: Vec<u8>,
+        read: ReadOptions,
+    ) -> Result<Option<Vec<u8>>> {
         let desc = self.check(&header)?;
-        let _latch = self.latches.acquire(vec![Span::point(&key)], LatchKind::Read).await;
+        let _latch = self
+            .latches
+            .acquire(vec![Span::point(&key)], LatchKind::Read)
+            .await;
         Ok(self.store.get(&desc, &key, &read)?)
     }
 
@@ -94,10 +104,17 @@ impl Replica {
     pub async fn write(&self, header: RangeHeader, write: KvWrite) -> Result<WriteResponse> {
         let desc = self.check(&header)?;
         let (keys, blocks_reads) = match &write {
-            KvWrite::Command(cmd) => (cmd.keys().iter().map(|k| Span::point(k)).collect::<Vec<_>>(), false),
-            KvWrite::OnePc { mutations, .. } => {
-                (mutations.iter().map(|m| Span::point(&m.key)).collect(), true)
-            }
+            KvWrite::Command(cmd) => (
+                cmd.keys()
+                    .iter()
+                    .map(|k| Span::point(k))
+                    .collect::<Vec<_>>(),
+                false,
+            ),
+            KvWrite::OnePc { mutations, .. } => (
+                mutations.iter().map(|m| Span::point(&m.key)).collect(),
+                true,
+            ),
         };
         let _latch = self
             .latches
@@ -105,7 +122,10 @@ impl Replica {
             .await;
         let (cmd, commit_ts) = match write {
             KvWrite::Command(cmd) => (cmd, None),
-            KvWrite::OnePc { mutations, start_ts } => {
+            KvWrite::OnePc {
+                mutations,
+                start_ts,
+            } => {
                 let commit_ts = self.tso.get_ts().await?;
                 (
                     WriteCommand::OnePc {

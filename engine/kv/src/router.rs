@@ -81,6 +81,8 @@ impl RangeCache {
 
     /// Forgets the cached location of `range_id`.
     pub fn invalidate(&self, range_id: RangeId) {
-        self.entries.write().retain(|_, loc| loc.desc.id != range_id);
+        self.entries
+            .write()
+            .retain(|_, loc| loc.desc.id != range_id);
     }
 }

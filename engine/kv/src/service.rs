@@ -2,7 +2,9 @@
 //! [`RangeDirectory`]: where a key's range lives.
 
 use async_trait::async_trait;
-use holo_storage::{RangeDescriptor, RangeEpoch, RangeId, ReadOptions, ScanResult, WriteCommand, WriteResult};
+use holo_storage::{
+    RangeDescriptor, RangeEpoch, RangeId, ReadOptions, ScanResult, WriteCommand, WriteResult,
+};
 use holo_txn_types::{Mutation, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +62,12 @@ pub trait RangeService: Send + Sync + 'static {
     fn node_id(&self) -> u64;
 
     /// Reads one key.
-    async fn get(&self, header: RangeHeader, key: Vec<u8>, read: ReadOptions) -> Result<Option<Vec<u8>>>;
+    async fn get(
+        &self,
+        header: RangeHeader,
+        key: Vec<u8>,
+        read: ReadOptions,
+    ) -> Result<Option<Vec<u8>>>;
 
     /// Scans `[start, end)` inside the range, at most `limit` pairs.
     async fn scan(

@@ -181,7 +181,9 @@ impl Transaction {
                     let same = s.is_some_and(|(sk, _)| sk == *ok);
                     let stored_pair = if same { stored.next() } else { None };
                     match op {
-                        MutationOp::Put(v) | MutationOp::Insert(v) => merged.push(((*ok).clone(), v.clone())),
+                        MutationOp::Put(v) | MutationOp::Insert(v) => {
+                            merged.push(((*ok).clone(), v.clone()))
+                        }
                         MutationOp::Delete => {}
                         MutationOp::Lock => merged.extend(stored_pair),
                     }
@@ -243,6 +245,31 @@ impl Transaction {
     /// Buffers a deletion of `key`.
     pub fn delete(&self, key: Vec<u8>) -> Result<()> {
         self.buffer_op(key, MutationOp::Delete)
+    }
+
+    /// Buffers one statement's writes atomically: when any of them fails
+    /// (e.g. inserting a key the transaction already wrote), none of them
+    /// stays buffered.
+    pub fn apply_statement(&self, writes: Vec<(Vec<u8>, MutationOp)>) -> Result<()> {
+        self.ensure_active()?;
+        let saved_bytes = self.buffer.lock().bytes;
+        let mut undo: Vec<(Vec<u8>, Option<MutationOp>)> = Vec::with_capacity(writes.len());
+        for (key, op) in writes {
+            let previous = self.buffer.lock().writes.get(&key).cloned();
+            if let Err(e) = self.buffer_op(key.clone(), op) {
+                let mut buffer = self.buffer.lock();
+                for (key, previous) in undo.into_iter().rev() {
+                    match previous {
+                        Some(op) => buffer.writes.insert(key, op),
+                        None => buffer.writes.remove(&key),
+                    };
+                }
+                buffer.bytes = saved_bytes;
+                return Err(e);
+            }
+            undo.push((key, previous));
+        }
+        Ok(())
     }
 
     /// Drops every buffered write (the transaction stays usable).
@@ -369,7 +396,10 @@ impl Transaction {
     }
 
     /// Splits mutations into per-range batches within the command limits.
-    async fn batches(&self, mutations: Vec<Mutation>) -> Result<Vec<(RangeLocation, Vec<Mutation>)>> {
+    async fn batches(
+        &self,
+        mutations: Vec<Mutation>,
+    ) -> Result<Vec<(RangeLocation, Vec<Mutation>)>> {
         let groups = self
             .client
             .group_by_range(mutations, |m| m.key.as_slice())
@@ -507,7 +537,8 @@ impl Transaction {
         // exists, its primary lock exists too.
         let first = batches.remove(0);
         let prewrite = async {
-            self.prewrite_batch(first.1, &primary, ttl, txn_size).await?;
+            self.prewrite_batch(first.1, &primary, ttl, txn_size)
+                .await?;
             let rest = batches
                 .into_iter()
                 .map(|(_, muts)| self.prewrite_batch(muts, &primary, ttl, txn_size));

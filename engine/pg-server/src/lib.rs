@@ -1,1 +1,14 @@
-//! placeholder
+//! HoloFusion's PostgreSQL wire endpoint: pgwire handlers that parse SQL,
+//! run it in a per-connection [`holo_sql::Session`] and encode Arrow results
+//! (via arrow-pg), with every error sent as an `ErrorResponse` carrying its
+//! SQLSTATE. psql's and drivers' catalog queries are served by
+//! datafusion-pg-catalog's `pg_catalog` schema.
+
+mod encode;
+mod handler;
+mod parse;
+mod server;
+
+pub use handler::{HoloHandlers, SessionHandle};
+pub use parse::SqlParser;
+pub use server::{PgServer, ServerOptions};

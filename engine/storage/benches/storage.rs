@@ -5,14 +5,27 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use holo_storage::{Engine, EngineOptions, MvccStore, RangeDescriptor, RangeId, ReadOptions, WriteCommand};
+use holo_storage::{
+    Engine, EngineOptions, MvccStore, RangeDescriptor, RangeId, ReadOptions, WriteCommand,
+};
 use holo_txn_types::codec::encode_bytes;
 use holo_txn_types::{Mutation, Timestamp};
 
 fn open(sync_writes: bool) -> (tempfile::TempDir, MvccStore, RangeDescriptor) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), EngineOptions { sync_writes, ..EngineOptions::default() }).unwrap();
-    (dir, MvccStore::new(Arc::new(engine)).unwrap(), RangeDescriptor::whole_keyspace(RangeId(1), 1))
+    let engine = Engine::open(
+        dir.path(),
+        EngineOptions {
+            sync_writes,
+            ..EngineOptions::default()
+        },
+    )
+    .unwrap();
+    (
+        dir,
+        MvccStore::new(Arc::new(engine)).unwrap(),
+        RangeDescriptor::whole_keyspace(RangeId(1), 1),
+    )
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -24,9 +37,19 @@ fn key(i: u64) -> Vec<u8> {
 fn load(store: &MvccStore, range: &RangeDescriptor, n: u64) -> u64 {
     let mut ts = 1;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let mutations = chunk.iter().map(|i| Mutation::put(key(*i), vec![7u8; 100])).collect();
+        let mutations = chunk
+            .iter()
+            .map(|i| Mutation::put(key(*i), vec![7u8; 100]))
+            .collect();
         store
-            .apply(range, &WriteCommand::OnePc { mutations, start_ts: Timestamp::new(ts), commit_ts: Timestamp::new(ts + 1) })
+            .apply(
+                range,
+                &WriteCommand::OnePc {
+                    mutations,
+                    start_ts: Timestamp::new(ts),
+                    commit_ts: Timestamp::new(ts + 1),
+                },
+            )
             .unwrap();
         ts += 2;
     }
@@ -44,7 +67,11 @@ fn bench_storage(c: &mut Criterion) {
     g.bench_function("point_get_100k", |b| {
         b.iter(|| {
             i = (i + 7919) % 100_000;
-            black_box(store.get(&range, &key(i), &ReadOptions::at(read_ts)).unwrap());
+            black_box(
+                store
+                    .get(&range, &key(i), &ReadOptions::at(read_ts))
+                    .unwrap(),
+            );
         })
     });
     g.bench_function("point_put_1pc_nosync", |b| {
@@ -68,7 +95,15 @@ fn bench_storage(c: &mut Criterion) {
     g.bench_function("scan_1000_rows", |b| {
         b.iter(|| {
             i = (i + 7919) % 99_000;
-            let r = store.scan(&range, &key(i), &key(i + 1000), &ReadOptions::at(read_ts), 2000).unwrap();
+            let r = store
+                .scan(
+                    &range,
+                    &key(i),
+                    &key(i + 1000),
+                    &ReadOptions::at(read_ts),
+                    2000,
+                )
+                .unwrap();
             assert_eq!(r.pairs.len(), 1000);
         })
     });

@@ -81,6 +81,14 @@ pub enum WriteCommand {
         /// Commit timestamp of the primary, or `None` to roll back.
         commit_ts: Option<Timestamp>,
     },
+    /// Physically remove every version and lock in `[start, end)`. Only for
+    /// spans no transaction will read again (the data of a dropped table).
+    ClearRange {
+        /// Inclusive start (raw key).
+        start: Vec<u8>,
+        /// Exclusive end (raw key, non-empty).
+        end: Vec<u8>,
+    },
     /// Garbage-collect versions below `safe_point` on `keys`.
     Gc {
         /// Keys to collect.
@@ -113,6 +121,7 @@ impl WriteCommand {
             | WriteCommand::ResolveLocks { keys, .. }
             | WriteCommand::Gc { keys, .. } => keys.iter().map(Vec::as_slice).collect(),
             WriteCommand::CheckTxnStatus { primary, .. } => vec![primary.as_slice()],
+            WriteCommand::ClearRange { .. } => Vec::new(),
         }
     }
 
@@ -125,7 +134,7 @@ impl WriteCommand {
             | WriteCommand::OnePc { start_ts, .. }
             | WriteCommand::ResolveLocks { start_ts, .. } => Some(*start_ts),
             WriteCommand::CheckTxnStatus { lock_ts, .. } => Some(*lock_ts),
-            WriteCommand::Gc { .. } => None,
+            WriteCommand::Gc { .. } | WriteCommand::ClearRange { .. } => None,
         }
     }
 }
@@ -212,7 +221,9 @@ pub fn evaluate(
                 current_ts: *current_ts,
                 rollback_if_not_exist: *rollback_if_not_exist,
             };
-            Ok(WriteResult::TxnStatus(check_txn_status(reader, txn, &params)?))
+            Ok(WriteResult::TxnStatus(check_txn_status(
+                reader, txn, &params,
+            )?))
         }
         WriteCommand::ResolveLocks {
             keys,
@@ -222,6 +233,19 @@ pub fn evaluate(
             for k in keys {
                 resolve_lock(reader, txn, k, *start_ts, *commit_ts)?;
             }
+            Ok(WriteResult::Done)
+        }
+        WriteCommand::ClearRange { start, end } => {
+            let inside = range.contains(start)
+                && !end.is_empty()
+                && (range.end_key.is_empty() || end.as_slice() <= range.end_key.as_slice());
+            if !inside || start >= end {
+                return Err(StorageError::InvalidCommand(format!(
+                    "clear range [{start:?}, {end:?}) must be non-empty and inside range {}",
+                    range.id
+                )));
+            }
+            txn.delete_range(start, end)?;
             Ok(WriteResult::Done)
         }
         WriteCommand::Gc { keys, safe_point } => {

@@ -11,7 +11,9 @@
 //! versions of one key are contiguous and ordered newest first.
 
 use holo_txn_types::Timestamp;
-use holo_txn_types::codec::{append_ts_desc, decode_bytes, decode_ts_desc, encode_bytes, encoded_len};
+use holo_txn_types::codec::{
+    append_ts_desc, decode_bytes, decode_ts_desc, encode_bytes, encoded_len,
+};
 
 use crate::Result;
 

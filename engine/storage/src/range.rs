@@ -64,7 +64,8 @@ impl RangeDescriptor {
 
     /// Whether `key` lies inside the range.
     pub fn contains(&self, key: &[u8]) -> bool {
-        key >= self.start_key.as_slice() && (self.end_key.is_empty() || key < self.end_key.as_slice())
+        key >= self.start_key.as_slice()
+            && (self.end_key.is_empty() || key < self.end_key.as_slice())
     }
 
     /// Clamps `[start, end)` (empty `end` = unbounded) to the range, returning
@@ -117,6 +118,9 @@ mod tests {
         assert_eq!(r.clamp(b"a", b"c"), Some((b"b".to_vec(), b"c".to_vec())));
         assert_eq!(r.clamp(b"c", b""), Some((b"c".to_vec(), b"d".to_vec())));
         assert_eq!(r.clamp(b"d", b"e"), None);
-        assert_eq!(range(b"", b"").clamp(b"x", b""), Some((b"x".to_vec(), vec![])));
+        assert_eq!(
+            range(b"", b"").clamp(b"x", b""),
+            Some((b"x".to_vec(), vec![]))
+        );
     }
 }

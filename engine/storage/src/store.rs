@@ -70,7 +70,12 @@ impl MvccStore {
     }
 
     /// Reads `key` in `range` at `opts.read_ts`.
-    pub fn get(&self, range: &RangeDescriptor, key: &[u8], opts: &ReadOptions) -> Result<Option<Vec<u8>>> {
+    pub fn get(
+        &self,
+        range: &RangeDescriptor,
+        key: &[u8],
+        opts: &ReadOptions,
+    ) -> Result<Option<Vec<u8>>> {
         if !range.contains(key) {
             return Err(StorageError::KeyOutOfRange {
                 key: key.to_vec(),
@@ -101,7 +106,10 @@ impl MvccStore {
     /// written. The caller must hold latches on `cmd.keys()`.
     pub fn apply(&self, range: &RangeDescriptor, cmd: &WriteCommand) -> Result<WriteResult> {
         if let Some(start_ts) = cmd.start_ts()
-            && matches!(cmd, WriteCommand::Prewrite { .. } | WriteCommand::OnePc { .. })
+            && matches!(
+                cmd,
+                WriteCommand::Prewrite { .. } | WriteCommand::OnePc { .. }
+            )
         {
             let safe_point = self.gc_safe_point();
             if start_ts < safe_point {

@@ -11,9 +11,7 @@ const LOGICAL_MASK: u64 = (1 << LOGICAL_BITS) - 1;
 /// A transaction timestamp: milliseconds since the Unix epoch in the high 46
 /// bits and a logical counter in the low 18 bits, as handed out by the
 /// timestamp oracle. Timestamps are totally ordered and unique per oracle.
-#[derive(
-    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(u64);
 
 impl Timestamp {

@@ -23,16 +23,26 @@ pub fn cluster(splits: &[&[u8]]) -> Cluster {
     let splits: Vec<Vec<u8>> = splits.iter().map(|s| s.to_vec()).collect();
     let node = LocalNode::open_single_with_splits(
         dir.path(),
-        EngineOptions { sync_writes: false, ..EngineOptions::default() },
+        EngineOptions {
+            sync_writes: false,
+            ..EngineOptions::default()
+        },
         &splits,
     )
     .unwrap();
-    let policy = RetryPolicy { lock_wait: std::time::Duration::from_millis(500), ..RetryPolicy::default() };
+    let policy = RetryPolicy {
+        lock_wait: std::time::Duration::from_millis(500),
+        ..RetryPolicy::default()
+    };
     let client = Arc::new(KvClient::new(
         node.clone() as Arc<dyn RangeDirectory>,
         vec![node.clone() as Arc<dyn RangeService>],
         node.tso(),
         policy,
     ));
-    Cluster { node, client, _dir: dir }
+    Cluster {
+        node,
+        client,
+        _dir: dir,
+    }
 }

@@ -40,7 +40,10 @@ async fn read_your_writes_and_atomic_commit() {
     later.discard_writes();
     later.insert(b"z".to_vec(), b"new".to_vec()).unwrap();
     later.insert(b"a".to_vec(), b"dup".to_vec()).unwrap();
-    assert!(matches!(later.commit().await, Err(KvError::Key(KeyError::AlreadyExists { .. }))));
+    assert!(matches!(
+        later.commit().await,
+        Err(KvError::Key(KeyError::AlreadyExists { .. }))
+    ));
     let check = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     assert_eq!(check.get(b"z").await.unwrap(), None);
     assert_eq!(check.get(b"a").await.unwrap(), Some(b"1".to_vec()));
@@ -58,7 +61,10 @@ async fn first_committer_wins() {
     t2.put(b"k".to_vec(), b"2".to_vec()).unwrap();
     t2.commit().await.unwrap();
     let err = t1.commit().await.unwrap_err();
-    assert!(matches!(err, KvError::Key(KeyError::Conflict(_))), "{err:?}");
+    assert!(
+        matches!(err, KvError::Key(KeyError::Conflict(_))),
+        "{err:?}"
+    );
     let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     assert_eq!(r.get(b"k").await.unwrap(), Some(b"2".to_vec()));
 }
@@ -87,14 +93,24 @@ async fn two_phase_commit_across_ranges_is_all_or_nothing() {
         loser.put(k.to_vec(), b"loser".to_vec()).unwrap();
     }
     let err = loser.commit().await.unwrap_err();
-    assert!(matches!(err, KvError::Key(KeyError::Conflict(_))), "{err:?}");
+    assert!(
+        matches!(err, KvError::Key(KeyError::Conflict(_))),
+        "{err:?}"
+    );
     let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     let (pairs, _) = scan_all(&r).await;
     assert!(pairs.iter().all(|(_, v)| v != b"loser"), "{pairs:?}");
     assert_eq!(r.get(b"b").await.unwrap(), None);
     assert_eq!(r.get(b"o").await.unwrap(), None);
     // No lock is left behind.
-    assert!(c.node.store().reader().scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10).unwrap().is_empty());
+    assert!(
+        c.node
+            .store()
+            .reader()
+            .scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn scan_all(t: &Transaction) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
@@ -137,7 +153,14 @@ async fn abandoned_transaction_is_rolled_back_after_ttl() {
     let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     assert_eq!(r.get(b"q").await.unwrap(), None);
     assert_eq!(r.get(b"a").await.unwrap(), None);
-    assert!(c.node.store().reader().scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10).unwrap().is_empty());
+    assert!(
+        c.node
+            .store()
+            .reader()
+            .scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10)
+            .unwrap()
+            .is_empty()
+    );
     // A writer can now use the keys.
     let w = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     w.put(b"q".to_vec(), b"real".to_vec()).unwrap();
@@ -169,5 +192,8 @@ async fn reader_is_not_blocked_by_a_live_transaction() {
     // A writer of the same key waits, then gives up with a lock-wait timeout.
     let w = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     w.put(b"a".to_vec(), b"other".to_vec()).unwrap();
-    assert!(matches!(w.commit().await, Err(KvError::LockWaitTimeout { .. })));
+    assert!(matches!(
+        w.commit().await,
+        Err(KvError::LockWaitTimeout { .. })
+    ));
 }

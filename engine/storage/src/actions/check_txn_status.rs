@@ -3,10 +3,10 @@
 
 use holo_txn_types::{KeyError, LockType, Timestamp, TxnStatus};
 
+use crate::Result;
 use crate::actions::rollback::rollback;
 use crate::mvcc::reader::{MvccReader, TxnRecord};
 use crate::mvcc::txn::MvccTxn;
-use crate::Result;
 
 /// Parameters of a status check.
 #[derive(Debug, Clone)]
@@ -57,7 +57,10 @@ pub fn check_txn_status(
                 rollback(reader, txn, p.primary, p.lock_ts, true)?;
                 Ok(TxnStatus::RolledBack)
             }
-            TxnRecord::None => Err(KeyError::TxnNotFound { start_ts: p.lock_ts }.into()),
+            TxnRecord::None => Err(KeyError::TxnNotFound {
+                start_ts: p.lock_ts,
+            }
+            .into()),
         },
     }
 }

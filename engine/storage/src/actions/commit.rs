@@ -2,9 +2,9 @@
 
 use holo_txn_types::{KeyError, Lock, LockType, Timestamp, Write, WriteType};
 
+use crate::Result;
 use crate::mvcc::reader::{MvccReader, TxnRecord};
 use crate::mvcc::txn::MvccTxn;
-use crate::Result;
 
 /// The write record that committing `lock` produces.
 pub(crate) fn write_for_lock(lock: &Lock) -> Write {

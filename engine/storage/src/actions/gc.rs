@@ -2,9 +2,9 @@
 
 use holo_txn_types::{Timestamp, WriteType};
 
+use crate::Result;
 use crate::mvcc::reader::MvccReader;
 use crate::mvcc::txn::MvccTxn;
-use crate::Result;
 
 /// Removes the versions of `key` that no read at or above `safe_point` can
 /// see: everything older than the newest data change at or below the safe

@@ -4,9 +4,9 @@ use holo_txn_types::{
     KeyError, Lock, Mutation, MutationOp, SHORT_VALUE_MAX_LEN, Timestamp, WriteConflict, WriteType,
 };
 
+use crate::Result;
 use crate::mvcc::reader::MvccReader;
 use crate::mvcc::txn::MvccTxn;
-use crate::Result;
 
 /// Transaction-wide parameters of a prewrite.
 #[derive(Debug, Clone)]

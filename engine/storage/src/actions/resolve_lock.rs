@@ -2,10 +2,10 @@
 
 use holo_txn_types::Timestamp;
 
+use crate::Result;
 use crate::actions::{commit::commit, rollback::rollback};
 use crate::mvcc::reader::MvccReader;
 use crate::mvcc::txn::MvccTxn;
-use crate::Result;
 
 /// Commits (`commit_ts = Some`) or rolls back (`None`) the lock of the
 /// transaction started at `start_ts` on `key`. Keys without that lock are

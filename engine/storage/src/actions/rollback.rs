@@ -2,9 +2,9 @@
 
 use holo_txn_types::{KeyError, Timestamp, Write};
 
+use crate::Result;
 use crate::mvcc::reader::{MvccReader, TxnRecord};
 use crate::mvcc::txn::MvccTxn;
-use crate::Result;
 
 /// Rolls back the transaction started at `start_ts` on `key`: deletes its lock
 /// and staged value and writes a rollback record at `start_ts`, also when no

@@ -206,7 +206,13 @@ impl<'a> MvccReader<'a> {
 
     /// Live pairs in `[start, end)` (empty `end` = unbounded) at
     /// `opts.read_ts`, at most `limit` of them.
-    pub fn scan(&self, start: &[u8], end: &[u8], opts: &ReadOptions, limit: usize) -> Result<ScanResult> {
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        opts: &ReadOptions,
+        limit: usize,
+    ) -> Result<ScanResult> {
         let lower = encode_key(start);
         let upper = (!end.is_empty()).then(|| encode_key(end));
         let mut it = self.write_iter(lower.clone(), upper.clone())?;
@@ -261,7 +267,12 @@ impl<'a> MvccReader<'a> {
         Ok(result)
     }
 
-    fn check_locks(&self, lower: Vec<u8>, upper: Option<Vec<u8>>, opts: &ReadOptions) -> Result<()> {
+    fn check_locks(
+        &self,
+        lower: Vec<u8>,
+        upper: Option<Vec<u8>>,
+        opts: &ReadOptions,
+    ) -> Result<()> {
         let mut ro = rocksdb::ReadOptions::default();
         ro.set_iterate_lower_bound(lower.clone());
         if let Some(upper) = upper {
@@ -317,7 +328,12 @@ impl<'a> MvccReader<'a> {
 
     /// Distinct raw user keys that have write records in `[start, end)`,
     /// beginning at `start`, at most `limit`; used by garbage collection.
-    pub fn user_keys(&self, start: &[u8], end: &[u8], limit: usize) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+    pub fn user_keys(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
         let lower = encode_key(start);
         let upper = (!end.is_empty()).then(|| encode_key(end));
         let mut it = self.write_iter(lower.clone(), upper)?;

@@ -33,15 +33,19 @@ impl<'a> MvccTxn<'a> {
 
     /// Removes the lock on `key`.
     pub fn unlock_key(&mut self, key: &[u8]) -> Result<()> {
-        self.batch.delete_cf(self.engine.cf(CF_LOCK)?, encode_key(key));
+        self.batch
+            .delete_cf(self.engine.cf(CF_LOCK)?, encode_key(key));
         self.keys_written += 1;
         Ok(())
     }
 
     /// Writes a write record at `key + !ts`.
     pub fn put_write(&mut self, key: &[u8], ts: Timestamp, write: &Write) -> Result<()> {
-        self.batch
-            .put_cf(self.engine.cf(CF_WRITE)?, versioned_key(key, ts), write.to_bytes());
+        self.batch.put_cf(
+            self.engine.cf(CF_WRITE)?,
+            versioned_key(key, ts),
+            write.to_bytes(),
+        );
         self.keys_written += 1;
         Ok(())
     }
@@ -56,8 +60,11 @@ impl<'a> MvccTxn<'a> {
 
     /// Writes a long value at `key + !start_ts`.
     pub fn put_value(&mut self, key: &[u8], start_ts: Timestamp, value: &[u8]) -> Result<()> {
-        self.batch
-            .put_cf(self.engine.cf(CF_DATA)?, versioned_key(key, start_ts), value);
+        self.batch.put_cf(
+            self.engine.cf(CF_DATA)?,
+            versioned_key(key, start_ts),
+            value,
+        );
         self.keys_written += 1;
         Ok(())
     }
@@ -66,6 +73,16 @@ impl<'a> MvccTxn<'a> {
     pub fn delete_value(&mut self, key: &[u8], start_ts: Timestamp) -> Result<()> {
         self.batch
             .delete_cf(self.engine.cf(CF_DATA)?, versioned_key(key, start_ts));
+        self.keys_written += 1;
+        Ok(())
+    }
+
+    /// Deletes every lock, write record and value of keys in `[start, end)`.
+    pub fn delete_range(&mut self, start: &[u8], end: &[u8]) -> Result<()> {
+        let (lo, hi) = (encode_key(start), encode_key(end));
+        for cf in [CF_LOCK, CF_WRITE, CF_DATA] {
+            self.batch.delete_range_cf(self.engine.cf(cf)?, &lo, &hi);
+        }
         self.keys_written += 1;
         Ok(())
     }

@@ -15,13 +15,28 @@ const TXNS: usize = 4;
 #[derive(Debug, Clone)]
 enum Op {
     /// Transaction `txn` prewrites `KEYS[key]` (op 0 put, 1 insert, 2 delete).
-    Prewrite { txn: usize, key: usize, kind: u8, value: u8 },
-    Commit { txn: usize },
-    Rollback { txn: usize },
+    Prewrite {
+        txn: usize,
+        key: usize,
+        kind: u8,
+        value: u8,
+    },
+    Commit {
+        txn: usize,
+    },
+    Rollback {
+        txn: usize,
+    },
     /// Read a key at the current clock (or `back` ticks in the past).
-    Read { key: usize, back: u64 },
+    Read {
+        key: usize,
+        back: u64,
+    },
     /// One-phase commit of a put by a fresh transaction.
-    OnePc { key: usize, value: u8 },
+    OnePc {
+        key: usize,
+        value: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -64,13 +79,21 @@ impl Model {
 
     fn prewrite(&mut self, m: &Mutation, start: u64) -> Outcome {
         if let Some((lock_ts, _)) = self.locks.get(&m.key) {
-            return if *lock_ts == start { Outcome::Ok } else { Outcome::Locked };
+            return if *lock_ts == start {
+                Outcome::Ok
+            } else {
+                Outcome::Locked
+            };
         }
         // Records at or after our start, newest first, as the store sees them.
         let mut records: Vec<(u64, u64, bool)> = self
             .versions
             .get(&m.key)
-            .map(|v| v.range(start..).map(|(c, (s, _))| (*c, *s, false)).collect())
+            .map(|v| {
+                v.range(start..)
+                    .map(|(c, (s, _))| (*c, *s, false))
+                    .collect()
+            })
             .unwrap_or_default();
         records.extend(
             self.rollbacks
@@ -81,7 +104,11 @@ impl Model {
         records.sort_by(|a, b| b.0.cmp(&a.0));
         for (_, s, is_rollback) in records {
             if s == start {
-                return if is_rollback { Outcome::RolledBack } else { Outcome::Ok };
+                return if is_rollback {
+                    Outcome::RolledBack
+                } else {
+                    Outcome::Ok
+                };
             }
             if !is_rollback {
                 return Outcome::Conflict;
@@ -121,13 +148,26 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         clock
     };
     let mut txns: Vec<Txn> = (0..TXNS)
-        .map(|_| Txn { start: tick(), keys: vec![], done: false })
+        .map(|_| Txn {
+            start: tick(),
+            keys: vec![],
+            done: false,
+        })
         .collect();
     for op in ops {
         match op {
-            Op::Prewrite { txn, key, kind, value } => {
+            Op::Prewrite {
+                txn,
+                key,
+                kind,
+                value,
+            } => {
                 if txns[txn].done {
-                    txns[txn] = Txn { start: tick(), keys: vec![], done: false };
+                    txns[txn] = Txn {
+                        start: tick(),
+                        keys: vec![],
+                        done: false,
+                    };
                 }
                 let key = KEYS[key].to_vec();
                 let m = match kind {
@@ -190,7 +230,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 let r = s.store.apply(
                     &s.range,
-                    &WriteCommand::Rollback { keys: t.keys.clone(), start_ts: Timestamp::new(t.start) },
+                    &WriteCommand::Rollback {
+                        keys: t.keys.clone(),
+                        start_ts: Timestamp::new(t.start),
+                    },
                 );
                 prop_assert!(r.is_ok(), "rollback failed: {:?}", r);
                 for k in &t.keys {
@@ -205,12 +248,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let now = tick();
                 let at = now - back.min(now - 1);
                 let key = KEYS[key];
-                let got = s.store.get(&s.range, key, &ReadOptions::at(Timestamp::new(at)));
+                let got = s
+                    .store
+                    .get(&s.range, key, &ReadOptions::at(Timestamp::new(at)));
                 let blocked = model.locks.get(key).is_some_and(|(ts, _)| *ts < at);
                 if blocked {
                     prop_assert!(
                         matches!(got, Err(StorageError::Key(KeyError::Locked(_)))),
-                        "expected lock at {:?}@{}: {:?}", key, at, got
+                        "expected lock at {:?}@{}: {:?}",
+                        key,
+                        at,
+                        got
                     );
                 } else {
                     prop_assert_eq!(got.unwrap(), model.value_at(key, at));
@@ -246,10 +294,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     // Final full scan agrees with the model for keys without live locks.
     let end = clock + 1;
-    let scan = s.store.scan(&s.range, b"", b"", &ReadOptions {
-        read_ts: Timestamp::new(end),
-        bypass_locks: txns.iter().map(|t| Timestamp::new(t.start)).collect(),
-    }, 100);
+    let scan = s.store.scan(
+        &s.range,
+        b"",
+        b"",
+        &ReadOptions {
+            read_ts: Timestamp::new(end),
+            bypass_locks: txns.iter().map(|t| Timestamp::new(t.start)).collect(),
+        },
+        100,
+    );
     let scan = scan.unwrap();
     let expected: Vec<(Vec<u8>, Vec<u8>)> = KEYS
         .iter()

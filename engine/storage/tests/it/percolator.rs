@@ -9,7 +9,12 @@ fn ts(v: u64) -> Timestamp {
     Timestamp::new(v)
 }
 
-fn prewrite(s: &TestStore, muts: Vec<Mutation>, primary: &[u8], start: u64) -> Result<WriteResult, StorageError> {
+fn prewrite(
+    s: &TestStore,
+    muts: Vec<Mutation>,
+    primary: &[u8],
+    start: u64,
+) -> Result<WriteResult, StorageError> {
     s.store.apply(
         &s.range,
         &WriteCommand::Prewrite {
@@ -22,7 +27,12 @@ fn prewrite(s: &TestStore, muts: Vec<Mutation>, primary: &[u8], start: u64) -> R
     )
 }
 
-fn commit(s: &TestStore, keys: &[&[u8]], start: u64, commit: u64) -> Result<WriteResult, StorageError> {
+fn commit(
+    s: &TestStore,
+    keys: &[&[u8]],
+    start: u64,
+    commit: u64,
+) -> Result<WriteResult, StorageError> {
     s.store.apply(
         &s.range,
         &WriteCommand::Commit {
@@ -47,7 +57,13 @@ fn key_err(r: Result<impl std::fmt::Debug, StorageError>) -> KeyError {
 #[test]
 fn two_phase_commit_makes_value_visible_at_commit_ts() {
     let s = TestStore::new();
-    prewrite(&s, vec![Mutation::put(b"a".to_vec(), b"1".to_vec())], b"a", 10).unwrap();
+    prewrite(
+        &s,
+        vec![Mutation::put(b"a".to_vec(), b"1".to_vec())],
+        b"a",
+        10,
+    )
+    .unwrap();
     // Before commit a reader above start_ts meets the lock.
     assert!(matches!(key_err(get(&s, b"a", 15)), KeyError::Locked(l) if l.start_ts == ts(10)));
     // A reader below start_ts ignores it.
@@ -62,9 +78,20 @@ fn two_phase_commit_makes_value_visible_at_commit_ts() {
 #[test]
 fn newer_commit_is_a_write_conflict() {
     let s = TestStore::new();
-    prewrite(&s, vec![Mutation::put(b"k".to_vec(), b"x".to_vec())], b"k", 10).unwrap();
+    prewrite(
+        &s,
+        vec![Mutation::put(b"k".to_vec(), b"x".to_vec())],
+        b"k",
+        10,
+    )
+    .unwrap();
     commit(&s, &[b"k"], 10, 30).unwrap();
-    let err = key_err(prewrite(&s, vec![Mutation::put(b"k".to_vec(), b"y".to_vec())], b"k", 20));
+    let err = key_err(prewrite(
+        &s,
+        vec![Mutation::put(b"k".to_vec(), b"y".to_vec())],
+        b"k",
+        20,
+    ));
     match err {
         KeyError::Conflict(c) => {
             assert_eq!(c.conflict_commit_ts, ts(30));
@@ -79,7 +106,13 @@ fn newer_commit_is_a_write_conflict() {
 #[test]
 fn foreign_lock_blocks_prewrite_and_failed_command_writes_nothing() {
     let s = TestStore::new();
-    prewrite(&s, vec![Mutation::put(b"b".to_vec(), b"1".to_vec())], b"b", 10).unwrap();
+    prewrite(
+        &s,
+        vec![Mutation::put(b"b".to_vec(), b"1".to_vec())],
+        b"b",
+        10,
+    )
+    .unwrap();
     let err = key_err(prewrite(
         &s,
         vec![
@@ -109,7 +142,11 @@ fn insert_of_existing_key_fails_but_after_delete_succeeds() {
     };
     one_pc(vec![Mutation::insert(b"r".to_vec(), b"v1".to_vec())], 1, 2).unwrap();
     assert!(matches!(
-        key_err(one_pc(vec![Mutation::insert(b"r".to_vec(), b"v2".to_vec())], 3, 4)),
+        key_err(one_pc(
+            vec![Mutation::insert(b"r".to_vec(), b"v2".to_vec())],
+            3,
+            4
+        )),
         KeyError::AlreadyExists { .. }
     ));
     one_pc(vec![Mutation::delete(b"r".to_vec())], 5, 6).unwrap();
@@ -127,25 +164,62 @@ fn insert_of_existing_key_fails_but_after_delete_succeeds() {
 #[test]
 fn rollback_fences_late_prewrite_and_is_idempotent() {
     let s = TestStore::new();
-    prewrite(&s, vec![Mutation::put(b"a".to_vec(), vec![7u8; 1000])], b"a", 10).unwrap();
+    prewrite(
+        &s,
+        vec![Mutation::put(b"a".to_vec(), vec![7u8; 1000])],
+        b"a",
+        10,
+    )
+    .unwrap();
     s.store
-        .apply(&s.range, &WriteCommand::Rollback { keys: vec![b"a".to_vec()], start_ts: ts(10) })
+        .apply(
+            &s.range,
+            &WriteCommand::Rollback {
+                keys: vec![b"a".to_vec()],
+                start_ts: ts(10),
+            },
+        )
         .unwrap();
     s.store
-        .apply(&s.range, &WriteCommand::Rollback { keys: vec![b"a".to_vec()], start_ts: ts(10) })
+        .apply(
+            &s.range,
+            &WriteCommand::Rollback {
+                keys: vec![b"a".to_vec()],
+                start_ts: ts(10),
+            },
+        )
         .unwrap();
     assert_eq!(get(&s, b"a", 100).unwrap(), None);
     assert!(matches!(
-        key_err(prewrite(&s, vec![Mutation::put(b"a".to_vec(), b"x".to_vec())], b"a", 10)),
+        key_err(prewrite(
+            &s,
+            vec![Mutation::put(b"a".to_vec(), b"x".to_vec())],
+            b"a",
+            10
+        )),
         KeyError::RolledBack { .. }
     ));
-    assert!(matches!(key_err(commit(&s, &[b"a"], 10, 11)), KeyError::RolledBack { .. }));
+    assert!(matches!(
+        key_err(commit(&s, &[b"a"], 10, 11)),
+        KeyError::RolledBack { .. }
+    ));
     // Rolling back a transaction that never reached the key also fences it.
     s.store
-        .apply(&s.range, &WriteCommand::Rollback { keys: vec![b"b".to_vec()], start_ts: ts(12) })
+        .apply(
+            &s.range,
+            &WriteCommand::Rollback {
+                keys: vec![b"b".to_vec()],
+                start_ts: ts(12),
+            },
+        )
         .unwrap();
     assert!(matches!(
-        key_err(prewrite(&s, vec![Mutation::put(b"b".to_vec(), b"x".to_vec())], b"b", 12)),
+        key_err(prewrite(
+            &s,
+            vec![Mutation::put(b"b".to_vec(), b"x".to_vec())],
+            b"b",
+            12
+        )),
         KeyError::RolledBack { .. }
     ));
 }
@@ -153,16 +227,31 @@ fn rollback_fences_late_prewrite_and_is_idempotent() {
 #[test]
 fn rollback_after_commit_is_refused() {
     let s = TestStore::new();
-    prewrite(&s, vec![Mutation::put(b"a".to_vec(), b"1".to_vec())], b"a", 10).unwrap();
+    prewrite(
+        &s,
+        vec![Mutation::put(b"a".to_vec(), b"1".to_vec())],
+        b"a",
+        10,
+    )
+    .unwrap();
     commit(&s, &[b"a"], 10, 11).unwrap();
-    let err = key_err(
-        s.store
-            .apply(&s.range, &WriteCommand::Rollback { keys: vec![b"a".to_vec()], start_ts: ts(10) }),
-    );
+    let err = key_err(s.store.apply(
+        &s.range,
+        &WriteCommand::Rollback {
+            keys: vec![b"a".to_vec()],
+            start_ts: ts(10),
+        },
+    ));
     assert!(matches!(err, KeyError::Committed { commit_ts, .. } if commit_ts == ts(11)));
 }
 
-fn check_status(s: &TestStore, primary: &[u8], lock_ts: u64, caller: u64, now: Timestamp) -> TxnStatus {
+fn check_status(
+    s: &TestStore,
+    primary: &[u8],
+    lock_ts: u64,
+    caller: u64,
+    now: Timestamp,
+) -> TxnStatus {
     match s
         .store
         .apply(
@@ -186,7 +275,13 @@ fn check_status(s: &TestStore, primary: &[u8], lock_ts: u64, caller: u64, now: T
 fn reader_pushes_live_transaction_and_commit_must_follow() {
     let s = TestStore::new();
     let start = Timestamp::compose(1_000, 0).into_inner();
-    prewrite(&s, vec![Mutation::put(b"p".to_vec(), b"1".to_vec())], b"p", start).unwrap();
+    prewrite(
+        &s,
+        vec![Mutation::put(b"p".to_vec(), b"1".to_vec())],
+        b"p",
+        start,
+    )
+    .unwrap();
     let reader_ts = start + 50;
     let st = check_status(&s, b"p", start, reader_ts, Timestamp::compose(1_001, 0));
     assert_eq!(
@@ -211,7 +306,9 @@ fn reader_pushes_live_transaction_and_commit_must_follow() {
     commit(&s, &[b"p"], start, reader_ts + 2).unwrap();
     assert_eq!(
         check_status(&s, b"p", start, 0, Timestamp::compose(1_002, 0)),
-        TxnStatus::Committed { commit_ts: ts(reader_ts + 2) }
+        TxnStatus::Committed {
+            commit_ts: ts(reader_ts + 2)
+        }
     );
 }
 
@@ -244,13 +341,20 @@ fn expired_primary_is_rolled_back_and_secondaries_resolved() {
     s.store
         .apply(
             &s.range,
-            &WriteCommand::ResolveLocks { keys: vec![b"s".to_vec()], start_ts: ts(start), commit_ts: None },
+            &WriteCommand::ResolveLocks {
+                keys: vec![b"s".to_vec()],
+                start_ts: ts(start),
+                commit_ts: None,
+            },
         )
         .unwrap();
     assert!(s.store.reader().load_lock(b"s").unwrap().is_none());
     assert_eq!(get(&s, b"s", u64::MAX - 1).unwrap(), None);
     // The coordinator waking up late cannot commit any more.
-    assert!(matches!(key_err(commit(&s, &[b"p"], start, start + 10)), KeyError::RolledBack { .. }));
+    assert!(matches!(
+        key_err(commit(&s, &[b"p"], start, start + 10)),
+        KeyError::RolledBack { .. }
+    ));
 }
 
 #[test]
@@ -278,7 +382,11 @@ fn committed_primary_lets_secondary_resolve_to_commit() {
     s.store
         .apply(
             &s.range,
-            &WriteCommand::ResolveLocks { keys: vec![b"s".to_vec()], start_ts: ts(10), commit_ts: Some(ts(20)) },
+            &WriteCommand::ResolveLocks {
+                keys: vec![b"s".to_vec()],
+                start_ts: ts(10),
+                commit_ts: Some(ts(20)),
+            },
         )
         .unwrap();
     assert_eq!(get(&s, b"s", 25).unwrap(), Some(b"2".to_vec()));
@@ -291,7 +399,11 @@ fn scans_see_snapshot_and_report_locks_in_span() {
     let mut start = 1;
     for i in 0..50u32 {
         let key = format!("k{i:03}").into_bytes();
-        let value = if i % 10 == 0 { vec![i as u8; 400] } else { i.to_be_bytes().to_vec() };
+        let value = if i % 10 == 0 {
+            vec![i as u8; 400]
+        } else {
+            i.to_be_bytes().to_vec()
+        };
         s.store
             .apply(
                 &s.range,
@@ -309,33 +421,62 @@ fn scans_see_snapshot_and_report_locks_in_span() {
         .apply(
             &s.range,
             &WriteCommand::OnePc {
-                mutations: vec![Mutation::delete(b"k005".to_vec()), Mutation::put(b"k006".to_vec(), b"new".to_vec())],
+                mutations: vec![
+                    Mutation::delete(b"k005".to_vec()),
+                    Mutation::put(b"k006".to_vec(), b"new".to_vec()),
+                ],
                 start_ts: ts(200),
                 commit_ts: ts(201),
             },
         )
         .unwrap();
-    let all = s.store.scan(&s.range, b"k", b"l", &ReadOptions::at(ts(300)), 1000).unwrap();
+    let all = s
+        .store
+        .scan(&s.range, b"k", b"l", &ReadOptions::at(ts(300)), 1000)
+        .unwrap();
     assert_eq!(all.pairs.len(), 49);
     assert!(all.resume_key.is_none());
     assert_eq!(all.pairs[0].1, vec![0u8; 400]);
     assert!(all.pairs.iter().all(|(k, _)| k != b"k005"));
-    assert_eq!(all.pairs.iter().find(|(k, _)| k == b"k006").unwrap().1, b"new");
+    assert_eq!(
+        all.pairs.iter().find(|(k, _)| k == b"k006").unwrap().1,
+        b"new"
+    );
     // The old snapshot still sees the old state.
-    let old = s.store.scan(&s.range, b"k", b"l", &ReadOptions::at(ts(150)), 1000).unwrap();
+    let old = s
+        .store
+        .scan(&s.range, b"k", b"l", &ReadOptions::at(ts(150)), 1000)
+        .unwrap();
     assert_eq!(old.pairs.len(), 50);
     assert_eq!(old.pairs[6].1, 6u32.to_be_bytes().to_vec());
     // Paging with a limit.
-    let page = s.store.scan(&s.range, b"k", b"l", &ReadOptions::at(ts(300)), 10).unwrap();
+    let page = s
+        .store
+        .scan(&s.range, b"k", b"l", &ReadOptions::at(ts(300)), 10)
+        .unwrap();
     assert_eq!(page.pairs.len(), 10);
     let resume = page.resume_key.unwrap();
-    let rest = s.store.scan(&s.range, &resume, b"l", &ReadOptions::at(ts(300)), 1000).unwrap();
+    let rest = s
+        .store
+        .scan(&s.range, &resume, b"l", &ReadOptions::at(ts(300)), 1000)
+        .unwrap();
     assert_eq!(rest.pairs.len(), 39);
     // A lock beyond the scanned page does not fail the page; inside it does.
-    prewrite(&s, vec![Mutation::put(b"k040".to_vec(), b"x".to_vec())], b"k040", 400).unwrap();
-    assert!(s.store.scan(&s.range, b"k", b"l", &ReadOptions::at(ts(500)), 10).is_ok());
+    prewrite(
+        &s,
+        vec![Mutation::put(b"k040".to_vec(), b"x".to_vec())],
+        b"k040",
+        400,
+    )
+    .unwrap();
+    assert!(
+        s.store
+            .scan(&s.range, b"k", b"l", &ReadOptions::at(ts(500)), 10)
+            .is_ok()
+    );
     assert!(matches!(
-        s.store.scan(&s.range, b"k", b"l", &ReadOptions::at(ts(500)), 1000),
+        s.store
+            .scan(&s.range, b"k", b"l", &ReadOptions::at(ts(500)), 1000),
         Err(StorageError::Key(KeyError::Locked(_)))
     ));
 }
@@ -350,8 +491,20 @@ fn commands_outside_the_range_are_rejected() {
         epoch: RangeEpoch::default(),
         replicas: vec![],
     };
-    let err = prewrite(&s, vec![Mutation::put(b"z".to_vec(), b"1".to_vec())], b"z", 1).unwrap_err();
-    assert!(matches!(err, StorageError::KeyOutOfRange { range_id: RangeId(7), .. }));
+    let err = prewrite(
+        &s,
+        vec![Mutation::put(b"z".to_vec(), b"1".to_vec())],
+        b"z",
+        1,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        StorageError::KeyOutOfRange {
+            range_id: RangeId(7),
+            ..
+        }
+    ));
     assert!(get(&s, b"a", 5).is_err());
     // Scans are clamped to the span.
     s.store
@@ -364,7 +517,10 @@ fn commands_outside_the_range_are_rejected() {
             },
         )
         .unwrap();
-    let r = s.store.scan(&s.range, b"", b"", &ReadOptions::at(ts(3)), 10).unwrap();
+    let r = s
+        .store
+        .scan(&s.range, b"", b"", &ReadOptions::at(ts(3)), 10)
+        .unwrap();
     assert_eq!(r.pairs, vec![(b"n".to_vec(), b"1".to_vec())]);
 }
 
@@ -388,7 +544,13 @@ fn gc_keeps_visible_versions_and_drops_the_rest() {
     put(b"3", 30);
     let removed = s
         .store
-        .apply(&s.range, &WriteCommand::Gc { keys: vec![b"g".to_vec()], safe_point: ts(25) })
+        .apply(
+            &s.range,
+            &WriteCommand::Gc {
+                keys: vec![b"g".to_vec()],
+                safe_point: ts(25),
+            },
+        )
         .unwrap();
     assert_eq!(removed, WriteResult::GcRemoved(1));
     assert_eq!(get(&s, b"g", 25).unwrap(), Some(b"2".to_vec()));
@@ -397,17 +559,36 @@ fn gc_keeps_visible_versions_and_drops_the_rest() {
     s.store
         .apply(
             &s.range,
-            &WriteCommand::OnePc { mutations: vec![Mutation::delete(b"g".to_vec())], start_ts: ts(40), commit_ts: ts(41) },
+            &WriteCommand::OnePc {
+                mutations: vec![Mutation::delete(b"g".to_vec())],
+                start_ts: ts(40),
+                commit_ts: ts(41),
+            },
         )
         .unwrap();
     s.store.advance_gc_safe_point(ts(50)).unwrap();
     let removed = s
         .store
-        .apply(&s.range, &WriteCommand::Gc { keys: vec![b"g".to_vec()], safe_point: ts(50) })
+        .apply(
+            &s.range,
+            &WriteCommand::Gc {
+                keys: vec![b"g".to_vec()],
+                safe_point: ts(50),
+            },
+        )
         .unwrap();
     assert_eq!(removed, WriteResult::GcRemoved(3));
-    assert!(s.store.reader().writes_since(b"g", Timestamp::ZERO).unwrap().is_empty());
+    assert!(
+        s.store
+            .reader()
+            .writes_since(b"g", Timestamp::ZERO)
+            .unwrap()
+            .is_empty()
+    );
     // Reads below the safe point are refused.
-    assert!(matches!(key_err(get(&s, b"g", 49)), KeyError::SnapshotTooOld { .. }));
+    assert!(matches!(
+        key_err(get(&s, b"g", 49)),
+        KeyError::SnapshotTooOld { .. }
+    ));
     assert_eq!(get(&s, b"g", 60).unwrap(), None);
 }

@@ -1,0 +1,124 @@
+//! Starting a node: store, KV client, SQL engine, PostgreSQL endpoint.
+
+use std::sync::Arc;
+
+use holo_kv::client::RetryPolicy;
+use holo_kv::service::{RangeDirectory, RangeService};
+use holo_kv::{KvClient, LocalNode};
+use holo_pg_server::{PgServer, ServerOptions};
+use holo_sql::{SqlEngine, SqlOptions};
+use holo_storage::EngineOptions;
+
+use crate::cli::{Cli, Command, StartArgs};
+
+/// Errors that stop the node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A flag combination is not supported.
+    #[error("invalid arguments: {0}")]
+    Args(String),
+    /// The store could not be opened.
+    #[error("opening the store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// The cause.
+        source: holo_kv::KvError,
+    },
+    /// The SQL layer could not start.
+    #[error("starting the SQL layer: {0}")]
+    Sql(#[from] holo_sql::SqlError),
+    /// The PostgreSQL endpoint could not listen.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> Result<(), NodeError> {
+    match cli.command {
+        Command::Start(args) => start(args).await,
+    }
+}
+
+async fn start(args: StartArgs) -> Result<(), NodeError> {
+    if !args.single_node {
+        return Err(NodeError::Args(
+            "only --single-node is available in this version (multi-node clusters are not built yet)".into(),
+        ));
+    }
+    let engine_options = EngineOptions {
+        sync_writes: !args.no_sync_writes,
+        block_cache_bytes: args.block_cache_mib << 20,
+        ..EngineOptions::default()
+    };
+    let node = LocalNode::open_single(&args.data_dir, engine_options).map_err(|source| {
+        NodeError::Store {
+            dir: args.data_dir.display().to_string(),
+            source,
+        }
+    })?;
+    let kv = Arc::new(KvClient::new(
+        node.clone() as Arc<dyn RangeDirectory>,
+        vec![node.clone() as Arc<dyn RangeService>],
+        node.tso(),
+        RetryPolicy::default(),
+    ));
+    let engine = SqlEngine::new(kv, SqlOptions::default()).await?;
+    let server = PgServer::bind(
+        args.pg_listen,
+        engine,
+        ServerOptions {
+            max_connections: args.max_connections,
+        },
+    )
+    .await
+    .map_err(|source| NodeError::Listen {
+        addr: args.pg_listen,
+        source,
+    })?;
+    let addr = server.local_addr().map_err(|source| NodeError::Listen {
+        addr: args.pg_listen,
+        source,
+    })?;
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), cluster = %node.ident().cluster_id, "node started");
+    // Readiness line on stdout: scripts and the harness wait for it.
+    println!(
+        "holo-fusion ready pg={addr} node_id={}",
+        node.ident().node_id
+    );
+    tokio::select! {
+        _ = server.run() => {}
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

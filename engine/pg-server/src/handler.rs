@@ -1,0 +1,345 @@
+//! pgwire handlers: startup, simple and extended query protocol.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_pg::datatypes::df::deserialize_parameters;
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ParamValues;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::Sink;
+use holo_sql::{Described, Session, SqlEngine, SqlError, StatementOutput, sqlstate};
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, ErrorHandler, PgWireServerHandlers, Type,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+use crate::encode::{pg_error, response, timeout_error};
+use crate::parse::SqlParser;
+
+/// The connection's SQL session, kept in pgwire's per-connection extensions.
+pub struct SessionHandle(pub Arc<Session>);
+
+fn session_of(client: &(impl ClientInfo + ?Sized)) -> PgWireResult<Arc<Session>> {
+    client
+        .session_extensions()
+        .get::<SessionHandle>()
+        .map(|h| h.0.clone())
+        .ok_or_else(|| pg_error(SqlError::internal("connection has no session")))
+}
+
+/// Runs one statement under the session's statement timeout.
+async fn run_statement(
+    session: &Arc<Session>,
+    stmt: &Statement,
+    params: Option<ParamValues>,
+) -> Result<(StatementOutput, Option<Instant>), SqlError> {
+    match session.statement_timeout() {
+        Some(timeout) => {
+            let deadline = Instant::now() + timeout;
+            match tokio::time::timeout(timeout, session.execute(stmt, params)).await {
+                Ok(res) => res.map(|out| (out, Some(deadline))),
+                Err(_) => {
+                    session.fail_transaction();
+                    Err(timeout_error())
+                }
+            }
+        }
+        None => session.execute(stmt, params).await.map(|out| (out, None)),
+    }
+}
+
+/// Startup: no authentication; creates the connection's session.
+pub struct HoloStartup {
+    engine: Arc<SqlEngine>,
+    connections: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for HoloStartup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = Arc::new(self.engine.new_session());
+        client.session_extensions().insert(SessionHandle(session));
+        Ok(())
+    }
+}
+
+/// A statement prepared by the extended protocol.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The statement.
+    pub stmt: Statement,
+    /// Its parameter and result types.
+    pub described: Described,
+}
+
+/// Parses and describes statements for the extended protocol.
+pub struct HoloQueryParser {
+    parser: Arc<SqlParser>,
+}
+
+fn pg_param_type(t: &Option<DataType>) -> PgWireResult<Type> {
+    match t {
+        Some(t) => into_pg_type(t),
+        None => Ok(Type::TEXT),
+    }
+}
+
+#[async_trait]
+impl QueryParser for HoloQueryParser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut stmts = self.parser.parse(sql).map_err(pg_error)?;
+        if stmts.len() > 1 {
+            return Err(pg_error(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            )));
+        }
+        let Some(stmt) = stmts.pop() else {
+            return Ok(None);
+        };
+        let session = session_of(client)?;
+        let described = session.describe(&stmt).await.map_err(pg_error)?;
+        Ok(Some(Prepared { stmt, described }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        stmt.described
+            .param_types
+            .iter()
+            .map(pg_param_type)
+            .collect()
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match &stmt.described.schema {
+            Some(schema) => arrow_schema_to_pg_fields(
+                schema,
+                column_format.unwrap_or(&Format::UnifiedText),
+                None,
+            ),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Decodes bound parameters and conforms them to the planned types.
+fn bind_parameters(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
+    let planned = &portal.statement.statement.described.param_types;
+    if portal.parameter_len() != planned.len() {
+        return Err(pg_error(SqlError::new(
+            "08P01",
+            format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                portal.parameter_len(),
+                planned.len()
+            ),
+        )));
+    }
+    let hints: Vec<Option<&DataType>> = planned.iter().map(Option::as_ref).collect();
+    let values = deserialize_parameters(portal, &hints)?;
+    let ParamValues::List(values) = values else {
+        return Ok(values);
+    };
+    let conformed = values
+        .into_iter()
+        .zip(planned)
+        .map(|(v, t)| {
+            let value = v.value;
+            match t {
+                Some(t) if value.data_type() != *t => {
+                    value.cast_to(t).map_err(|e| pg_error(SqlError::from(e)))
+                }
+                _ => Ok(value),
+            }
+        })
+        .collect::<PgWireResult<Vec<_>>>()?;
+    Ok(ParamValues::from(conformed))
+}
+
+/// Simple and extended query handling over a [`Session`].
+pub struct HoloQueryHandler {
+    parser: Arc<SqlParser>,
+    query_parser: Arc<HoloQueryParser>,
+}
+
+#[async_trait]
+impl SimpleQueryHandler for HoloQueryHandler {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let stmts = match self.parser.parse(query) {
+            Ok(s) => s,
+            Err(e) => {
+                session.fail_transaction();
+                return Ok(vec![Response::Error(Box::new(error_info(e)))]);
+            }
+        };
+        if stmts.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(stmts.len());
+        for stmt in &stmts {
+            match run_statement(&session, stmt, None).await {
+                Ok((output, deadline)) => {
+                    responses.push(response(
+                        output,
+                        &Format::UnifiedText,
+                        session.clone(),
+                        deadline,
+                    )?);
+                }
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(error_info(e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+fn error_info(e: SqlError) -> pgwire::error::ErrorInfo {
+    match pg_error(e) {
+        PgWireError::UserError(info) => *info,
+        other => pgwire::error::ErrorInfo::new(
+            "ERROR".into(),
+            sqlstate::INTERNAL_ERROR.into(),
+            other.to_string(),
+        ),
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for HoloQueryHandler {
+    type Statement = Prepared;
+    type QueryParser = HoloQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.query_parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = session_of(client)?;
+        let params = bind_parameters(portal).inspect_err(|_| session.fail_transaction())?;
+        let stmt = &portal.statement.statement.stmt;
+        let (output, deadline) = run_statement(&session, stmt, Some(params))
+            .await
+            .map_err(pg_error)?;
+        response(output, &portal.result_column_format, session, deadline)
+    }
+}
+
+/// Logs errors sent to clients.
+pub struct HoloErrorHandler;
+
+impl ErrorHandler for HoloErrorHandler {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        tracing::debug!(%error, "sending error to client");
+    }
+}
+
+/// The handler set pgwire drives for every connection.
+pub struct HoloHandlers {
+    startup: Arc<HoloStartup>,
+    query: Arc<HoloQueryHandler>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl HoloHandlers {
+    /// Handlers over `engine`.
+    pub fn new(engine: Arc<SqlEngine>) -> HoloHandlers {
+        let connections = Arc::new(ConnectionManager::new());
+        let parser = Arc::new(SqlParser::new());
+        HoloHandlers {
+            startup: Arc::new(HoloStartup {
+                engine,
+                connections: connections.clone(),
+            }),
+            query: Arc::new(HoloQueryHandler {
+                parser: parser.clone(),
+                query_parser: Arc::new(HoloQueryParser { parser }),
+            }),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for HoloHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.query.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.query.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(HoloErrorHandler)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
+    }
+}

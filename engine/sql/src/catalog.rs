@@ -1,0 +1,313 @@
+//! [`Catalog`]: table definitions persisted in HoloStore, cached in memory,
+//! and exposed to DataFusion.
+
+pub mod descriptor;
+pub mod keys;
+pub mod provider;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::SessionContext;
+use holo_kv::{KvClient, KvError, Transaction, TxnOptions};
+use holo_txn_types::KeyError;
+use parking_lot::RwLock;
+
+use crate::codec::key::{prefix_end, table_prefix};
+use crate::codec::row::RowCodec;
+use crate::error::{SqlError, SqlResult, sqlstate};
+use descriptor::{
+    DESCRIPTOR_FORMAT, DatabaseDescriptor, Descriptor, SchemaDescriptor, TableDescriptor,
+};
+use keys::{
+    DATABASE_ID, DATABASE_NAME, FIRST_USER_ID, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME,
+    catalog_version_key, desc_id_seq_key, descriptor_key, descriptor_prefix, namespace_key,
+};
+
+/// A table as the SQL layer uses it: descriptor, codec, Arrow schema and
+/// planned default expressions.
+#[derive(Debug)]
+pub struct TableEntry {
+    /// The descriptor.
+    pub desc: TableDescriptor,
+    /// Row codec of the primary index.
+    pub codec: Arc<RowCodec>,
+    /// Arrow schema (table column order).
+    pub schema: SchemaRef,
+    /// Column defaults as DataFusion expressions.
+    pub defaults: HashMap<String, Expr>,
+}
+
+impl TableEntry {
+    /// Builds the entry of `desc`, planning defaults with `ctx`.
+    pub fn new(desc: TableDescriptor, ctx: &SessionContext) -> SqlResult<TableEntry> {
+        let fields: Vec<Field> = desc
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, c.ty.arrow_type(), c.nullable))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let mut defaults = HashMap::new();
+        for c in &desc.columns {
+            if let Some(sql) = &c.default {
+                let expr = ctx.parse_sql_expr(sql, &DFSchema::empty()).map_err(|e| {
+                    SqlError::new(
+                        sqlstate::INVALID_COLUMN_DEFINITION,
+                        format!(
+                            "invalid default for column \"{}\": {}",
+                            c.name,
+                            SqlError::from(e).message
+                        ),
+                    )
+                })?;
+                defaults.insert(c.name.clone(), expr);
+            }
+        }
+        Ok(TableEntry {
+            codec: Arc::new(RowCodec::new(&desc)?),
+            desc,
+            schema,
+            defaults,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    by_name: HashMap<String, Arc<TableEntry>>,
+    by_id: HashMap<u32, Arc<TableEntry>>,
+}
+
+/// The catalog of the database: loads descriptors from the store, applies
+/// DDL transactionally and keeps an in-memory cache.
+pub struct Catalog {
+    kv: Arc<KvClient>,
+    txn_options: TxnOptions,
+    expr_ctx: SessionContext,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("tables", &self.cache.read().by_name.len())
+            .finish()
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> SqlResult<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| SqlError::internal(format!("encode descriptor: {e}")))
+}
+
+fn u64_value(bytes: Option<Vec<u8>>, what: &str) -> SqlResult<u64> {
+    match bytes {
+        None => Ok(0),
+        Some(b) => b
+            .as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| SqlError::internal(format!("corrupt {what}"))),
+    }
+}
+
+impl Catalog {
+    /// Opens the catalog: bootstraps the database and `public` schema on a
+    /// fresh store, then loads every table descriptor.
+    pub async fn open(kv: Arc<KvClient>, txn_options: TxnOptions) -> SqlResult<Arc<Catalog>> {
+        let catalog = Arc::new(Catalog {
+            kv,
+            txn_options,
+            expr_ctx: SessionContext::new(),
+            cache: RwLock::new(Cache::default()),
+        });
+        catalog.bootstrap().await?;
+        catalog.reload().await?;
+        Ok(catalog)
+    }
+
+    async fn begin(&self) -> SqlResult<Transaction> {
+        Ok(Transaction::begin(self.kv.clone(), self.txn_options.clone()).await?)
+    }
+
+    async fn bootstrap(&self) -> SqlResult<()> {
+        let txn = self.begin().await?;
+        if txn.get(&namespace_key(0, DATABASE_NAME)).await?.is_some() {
+            return Ok(());
+        }
+        let db = Descriptor::Database(DatabaseDescriptor {
+            format: DESCRIPTOR_FORMAT,
+            id: DATABASE_ID,
+            name: DATABASE_NAME.into(),
+        });
+        let schema = Descriptor::Schema(SchemaDescriptor {
+            format: DESCRIPTOR_FORMAT,
+            id: PUBLIC_SCHEMA_ID,
+            name: PUBLIC_SCHEMA_NAME.into(),
+            parent_id: DATABASE_ID,
+        });
+        txn.insert(
+            namespace_key(0, DATABASE_NAME),
+            DATABASE_ID.to_be_bytes().to_vec(),
+        )?;
+        txn.insert(descriptor_key(DATABASE_ID), json(&db)?)?;
+        txn.insert(
+            namespace_key(DATABASE_ID, PUBLIC_SCHEMA_NAME),
+            PUBLIC_SCHEMA_ID.to_be_bytes().to_vec(),
+        )?;
+        txn.insert(descriptor_key(PUBLIC_SCHEMA_ID), json(&schema)?)?;
+        txn.put(
+            desc_id_seq_key(),
+            u64::from(FIRST_USER_ID).to_be_bytes().to_vec(),
+        )?;
+        txn.put(catalog_version_key(), 1u64.to_be_bytes().to_vec())?;
+        match txn.commit().await {
+            // Someone else bootstrapped concurrently: fine.
+            Ok(_) | Err(KvError::Key(KeyError::AlreadyExists { .. })) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reloads every table descriptor from the store.
+    pub async fn reload(&self) -> SqlResult<()> {
+        let txn = self.begin().await?;
+        let prefix = descriptor_prefix();
+        let end = prefix_end(&prefix);
+        let mut start = prefix.clone();
+        let mut cache = Cache::default();
+        loop {
+            let (pairs, next) = txn.scan_chunk(&start, &end, 1024).await?;
+            for (_, value) in pairs {
+                let desc: Descriptor = serde_json::from_slice(&value)
+                    .map_err(|e| SqlError::internal(format!("corrupt descriptor: {e}")))?;
+                if let Descriptor::Table(t) = desc {
+                    let entry = Arc::new(TableEntry::new(t, &self.expr_ctx)?);
+                    cache.by_id.insert(entry.desc.id, entry.clone());
+                    cache.by_name.insert(entry.desc.name.clone(), entry);
+                }
+            }
+            match next {
+                Some(n) => start = n,
+                None => break,
+            }
+        }
+        *self.cache.write() = cache;
+        Ok(())
+    }
+
+    /// The table called `name` in `public`.
+    pub fn table(&self, name: &str) -> Option<Arc<TableEntry>> {
+        self.cache.read().by_name.get(name).cloned()
+    }
+
+    /// The table with id `id`.
+    pub fn table_by_id(&self, id: u32) -> Option<Arc<TableEntry>> {
+        self.cache.read().by_id.get(&id).cloned()
+    }
+
+    /// Names of every table, sorted.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.cache.read().by_name.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The context used to plan default and CHECK expressions.
+    pub fn expr_context(&self) -> &SessionContext {
+        &self.expr_ctx
+    }
+
+    /// Creates a table from `desc` (its id and version are assigned here).
+    /// Returns `Ok(false)` when the name exists and `if_not_exists` is set.
+    pub async fn create_table(
+        &self,
+        mut desc: TableDescriptor,
+        if_not_exists: bool,
+    ) -> SqlResult<bool> {
+        let exists = || {
+            SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", desc.name),
+            )
+        };
+        if self.table(&desc.name).is_some() {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(exists())
+            };
+        }
+        let txn = self.begin().await?;
+        let next = u64_value(txn.get(&desc_id_seq_key()).await?, "descriptor id sequence")?;
+        let id = u32::try_from(next).map_err(|_| {
+            SqlError::new(sqlstate::PROGRAM_LIMIT_EXCEEDED, "descriptor ids exhausted")
+        })?;
+        desc.id = id;
+        desc.version = 1;
+        // Validate the whole entry (codec, defaults) before writing anything.
+        let entry = Arc::new(TableEntry::new(desc.clone(), &self.expr_ctx)?);
+        txn.put(desc_id_seq_key(), (next + 1).to_be_bytes().to_vec())?;
+        txn.insert(
+            namespace_key(desc.parent_id, &desc.name),
+            id.to_be_bytes().to_vec(),
+        )?;
+        txn.insert(descriptor_key(id), json(&Descriptor::Table(desc.clone()))?)?;
+        self.bump_version(&txn).await?;
+        match txn.commit().await {
+            Ok(_) => {}
+            Err(KvError::Key(KeyError::AlreadyExists { .. })) => {
+                self.reload().await?;
+                return if if_not_exists {
+                    Ok(false)
+                } else {
+                    Err(exists())
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut cache = self.cache.write();
+        cache.by_id.insert(id, entry.clone());
+        cache.by_name.insert(desc.name.clone(), entry);
+        Ok(true)
+    }
+
+    async fn bump_version(&self, txn: &Transaction) -> SqlResult<()> {
+        let v = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
+        txn.put(catalog_version_key(), (v + 1).to_be_bytes().to_vec())?;
+        Ok(())
+    }
+
+    /// Drops table `name` and removes its data. Returns `Ok(false)` when it
+    /// does not exist and `if_exists` is set.
+    pub async fn drop_table(&self, name: &str, if_exists: bool) -> SqlResult<bool> {
+        let Some(entry) = self.table(name) else {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(SqlError::new(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("table \"{name}\" does not exist"),
+                ))
+            };
+        };
+        let desc = &entry.desc;
+        let txn = self.begin().await?;
+        txn.delete(namespace_key(desc.parent_id, &desc.name))?;
+        txn.delete(descriptor_key(desc.id))?;
+        self.bump_version(&txn).await?;
+        txn.commit().await?;
+        {
+            let mut cache = self.cache.write();
+            cache.by_id.remove(&desc.id);
+            cache.by_name.remove(&desc.name);
+        }
+        // The table id is never reused, so its data can go physically.
+        let prefix = table_prefix(desc.id);
+        if let Err(e) = self.kv.clear_range(&prefix, &prefix_end(&prefix)).await {
+            tracing::warn!(table = %desc.name, error = %e, "clearing dropped table data failed");
+        }
+        Ok(true)
+    }
+}

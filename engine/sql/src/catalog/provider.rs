@@ -1,0 +1,177 @@
+//! DataFusion's view of the catalog: [`HoloCatalogProvider`] (database),
+//! [`HoloSchemaProvider`] (`public`) and [`HoloTable`] (a table).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use holo_kv::Transaction;
+use parking_lot::{Mutex, RwLock};
+
+use super::keys::PUBLIC_SCHEMA_NAME;
+use super::{Catalog, TableEntry};
+use crate::error::SqlError;
+use crate::exec::pushdown::plan_spans;
+use crate::exec::scan::HoloScanExec;
+
+/// The transaction statements of one session run in; installed as a
+/// `SessionConfig` extension and read by scans at planning time.
+#[derive(Debug, Default)]
+pub struct TxnSlot(Mutex<Option<Arc<Transaction>>>);
+
+impl TxnSlot {
+    /// Sets (or clears) the current transaction.
+    pub fn set(&self, txn: Option<Arc<Transaction>>) {
+        *self.0.lock() = txn;
+    }
+
+    /// The current transaction.
+    pub fn get(&self) -> Option<Arc<Transaction>> {
+        self.0.lock().clone()
+    }
+}
+
+/// The database as a DataFusion catalog: `public` from HoloStore, plus
+/// schemas registered by others (`pg_catalog`).
+#[derive(Debug)]
+pub struct HoloCatalogProvider {
+    public: Arc<HoloSchemaProvider>,
+    extra: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
+}
+
+impl HoloCatalogProvider {
+    /// The provider over `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> HoloCatalogProvider {
+        HoloCatalogProvider {
+            public: Arc::new(HoloSchemaProvider { catalog }),
+            extra: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl CatalogProvider for HoloCatalogProvider {
+    fn schema_names(&self) -> Vec<String> {
+        let mut names = vec![PUBLIC_SCHEMA_NAME.to_string()];
+        names.extend(self.extra.read().keys().cloned());
+        names
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == PUBLIC_SCHEMA_NAME {
+            return Some(self.public.clone());
+        }
+        self.extra.read().get(name).cloned()
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        if name == PUBLIC_SCHEMA_NAME {
+            return Err(DataFusionError::Plan("schema public is built in".into()));
+        }
+        Ok(self.extra.write().insert(name.to_string(), schema))
+    }
+}
+
+/// The `public` schema: HoloStore tables.
+#[derive(Debug)]
+pub struct HoloSchemaProvider {
+    catalog: Arc<Catalog>,
+}
+
+#[async_trait]
+impl SchemaProvider for HoloSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        self.catalog.table_names()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Ok(self
+            .catalog
+            .table(name)
+            .map(|entry| Arc::new(HoloTable { entry }) as Arc<dyn TableProvider>))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.catalog.table(name).is_some()
+    }
+}
+
+/// One HoloStore table as a DataFusion table. Primary-key equality, `IN` and
+/// range predicates become key spans of the scan (exact pushdown); other
+/// predicates are left to DataFusion.
+#[derive(Debug)]
+pub struct HoloTable {
+    /// The table.
+    pub entry: Arc<TableEntry>,
+}
+
+#[async_trait]
+impl TableProvider for HoloTable {
+    fn schema(&self) -> SchemaRef {
+        self.entry.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_column_default(&self, column: &str) -> Option<&Expr> {
+        self.entry.defaults.get(column)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        let plan = plan_spans(&self.entry, filters);
+        Ok(plan
+            .consumed
+            .iter()
+            .map(|&c| {
+                if c {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let txn = state
+            .config()
+            .get_extension::<TxnSlot>()
+            .and_then(|slot| slot.get())
+            .ok_or_else(|| {
+                SqlError::internal("scan planned outside a transaction").into_datafusion()
+            })?;
+        let refs: Vec<&Expr> = filters.iter().collect();
+        let spans = plan_spans(&self.entry, &refs);
+        let projection = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.entry.schema.fields().len()).collect());
+        Ok(Arc::new(HoloScanExec::new(
+            self.entry.clone(),
+            spans,
+            projection,
+            limit,
+            txn,
+            state.config().batch_size(),
+        )?))
+    }
+}

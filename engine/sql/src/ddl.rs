@@ -1,0 +1,401 @@
+//! CREATE TABLE and DROP TABLE.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::DFSchema;
+use datafusion::common::tree_node::TreeNode;
+use datafusion::logical_expr::ExprSchemable;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    self, ColumnOption, CreateTable, Expr as SqlExpr, ObjectName, TableConstraint,
+};
+
+use crate::catalog::Catalog;
+use crate::catalog::descriptor::{
+    CheckDescriptor, ColumnDescriptor, DESCRIPTOR_FORMAT, PrimaryKeyDescriptor, TableDescriptor,
+};
+use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME};
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::types::SqlType;
+
+/// Resolves a possibly qualified table name (`t`, `public.t`,
+/// `holo.public.t`) to the table name in `public`.
+pub fn resolve_table_name(name: &ObjectName) -> SqlResult<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(ident) if ident.quote_style.is_some() => ident.value.clone(),
+            Some(ident) => ident.value.to_lowercase(),
+            None => p.to_string(),
+        })
+        .collect();
+    let (db, schema, table) = match parts.as_slice() {
+        [t] => (None, None, t.clone()),
+        [s, t] => (None, Some(s.clone()), t.clone()),
+        [d, s, t] => (Some(d.clone()), Some(s.clone()), t.clone()),
+        _ => {
+            return Err(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                format!("improper qualified name (too many dotted names): {name}"),
+            ));
+        }
+    };
+    if let Some(db) = db
+        && db != DATABASE_NAME
+    {
+        return Err(SqlError::unsupported(format!(
+            "cross-database references are not implemented: {name}"
+        )));
+    }
+    if let Some(schema) = schema
+        && schema != PUBLIC_SCHEMA_NAME
+    {
+        return Err(SqlError::new(
+            "3F000",
+            format!("schema \"{schema}\" does not exist"),
+        ));
+    }
+    Ok(table)
+}
+
+fn ident_name(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn unsupported_clause(what: &str) -> SqlError {
+    SqlError::unsupported(format!("CREATE TABLE ... {what} is not supported"))
+}
+
+/// Whether a DEFAULT expression is a constant HoloFusion accepts.
+fn is_constant_default(expr: &SqlExpr) -> bool {
+    match expr {
+        SqlExpr::Value(_) | SqlExpr::TypedString(_) => true,
+        SqlExpr::UnaryOp { expr, .. } | SqlExpr::Nested(expr) => is_constant_default(expr),
+        SqlExpr::Cast { expr, .. } => is_constant_default(expr),
+        SqlExpr::Function(f) => {
+            let name = f.name.to_string().to_lowercase();
+            matches!(
+                name.as_str(),
+                "current_timestamp"
+                    | "now"
+                    | "current_date"
+                    | "localtimestamp"
+                    | "transaction_timestamp"
+            ) && matches!(&f.args, ast::FunctionArguments::None)
+                || matches!(name.as_str(), "now") && f.args.to_string() == "()"
+        }
+        SqlExpr::Identifier(id) => {
+            matches!(
+                id.value.to_lowercase().as_str(),
+                "current_timestamp" | "current_date" | "localtimestamp"
+            )
+        }
+        _ => false,
+    }
+}
+
+/// Plans a default and evaluates it once to check it fits the column.
+fn validate_default(ctx: &SessionContext, column: &str, ty: SqlType, sql: &str) -> SqlResult<()> {
+    let empty = DFSchema::empty();
+    let expr = ctx.parse_sql_expr(sql, &empty).map_err(|e| {
+        SqlError::new(
+            sqlstate::INVALID_COLUMN_DEFINITION,
+            format!(
+                "invalid default for column \"{column}\": {}",
+                SqlError::from(e).message
+            ),
+        )
+    })?;
+    let source = expr.get_type(&empty)?;
+    if !ty.accepts_assignment_from(&source) {
+        return Err(SqlError::new(
+            sqlstate::DATATYPE_MISMATCH,
+            format!(
+                "column \"{column}\" is of type {ty} but default expression is of type {source}"
+            ),
+        ));
+    }
+    // Functions such as now() are evaluated per statement; constants are
+    // evaluated once here so that a default that cannot be stored fails now.
+    let has_function = expr.exists(|e| {
+        Ok(matches!(
+            e,
+            datafusion::logical_expr::Expr::ScalarFunction(_)
+        ))
+    })?;
+    if has_function {
+        return Ok(());
+    }
+    let physical = ctx.create_physical_expr(expr.cast_to(&ty.arrow_type(), &empty)?, &empty)?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .map_err(|e| SqlError::internal(e.to_string()))?;
+    physical.evaluate(&batch)?;
+    Ok(())
+}
+
+/// Validates a CHECK expression against the table's columns.
+fn validate_check(ctx: &SessionContext, table: &TableDescriptor, sql: &str) -> SqlResult<()> {
+    let schema = Schema::new(
+        table
+            .columns
+            .iter()
+            .map(|c| {
+                datafusion::arrow::datatypes::Field::new(&c.name, c.ty.arrow_type(), c.nullable)
+            })
+            .collect::<Vec<_>>(),
+    );
+    let df_schema = DFSchema::try_from(schema)?;
+    let expr = ctx.parse_sql_expr(sql, &df_schema)?;
+    let ty = expr.get_type(&df_schema)?;
+    if ty != DataType::Boolean {
+        return Err(SqlError::new(
+            sqlstate::DATATYPE_MISMATCH,
+            format!("argument of CHECK must be type boolean, not type {ty}"),
+        ));
+    }
+    ctx.create_physical_expr(expr, &df_schema)?;
+    Ok(())
+}
+
+/// Builds the descriptor of a CREATE TABLE (id and version are assigned by
+/// the catalog) and validates it.
+pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<TableDescriptor> {
+    if ct.or_replace {
+        return Err(unsupported_clause("OR REPLACE"));
+    }
+    if ct.temporary || ct.global.is_some() {
+        return Err(unsupported_clause("TEMPORARY"));
+    }
+    if ct.external {
+        return Err(unsupported_clause("EXTERNAL"));
+    }
+    if ct.query.is_some() {
+        return Err(unsupported_clause("AS SELECT"));
+    }
+    if ct.like.is_some() || ct.clone.is_some() {
+        return Err(unsupported_clause("LIKE"));
+    }
+    let name = resolve_table_name(&ct.name)?;
+    if ct.columns.is_empty() {
+        return Err(SqlError::unsupported(
+            "tables without columns are not supported",
+        ));
+    }
+    let mut desc = TableDescriptor {
+        format: DESCRIPTOR_FORMAT,
+        id: 0,
+        name: name.clone(),
+        parent_id: PUBLIC_SCHEMA_ID,
+        version: 0,
+        columns: Vec::new(),
+        primary_key: PrimaryKeyDescriptor {
+            name: format!("{name}_pkey"),
+            column_ids: Vec::new(),
+        },
+        checks: Vec::new(),
+        indexes: Vec::new(),
+        next_column_id: 1,
+    };
+    let mut pk_names: Option<Vec<String>> = None;
+    let mut check_sql: Vec<(Option<String>, String, Option<String>)> = Vec::new();
+    let mut seen = HashSet::new();
+    let set_pk = |pk: &mut Option<Vec<String>>, cols: Vec<String>| {
+        if pk.is_some() {
+            return Err(SqlError::new(
+                sqlstate::INVALID_TABLE_DEFINITION,
+                format!("multiple primary keys for table \"{name}\" are not allowed"),
+            ));
+        }
+        *pk = Some(cols);
+        Ok(())
+    };
+    for col in &ct.columns {
+        let col_name = ident_name(&col.name);
+        if !seen.insert(col_name.clone()) {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_COLUMN,
+                format!("column \"{col_name}\" specified more than once"),
+            ));
+        }
+        let ty = SqlType::from_ast(&col.data_type)?;
+        let mut column = ColumnDescriptor {
+            id: desc.next_column_id,
+            name: col_name.clone(),
+            ty,
+            nullable: true,
+            default: None,
+        };
+        desc.next_column_id += 1;
+        for opt in &col.options {
+            match &opt.option {
+                ColumnOption::NotNull => column.nullable = false,
+                ColumnOption::Null => {}
+                ColumnOption::Default(expr) => {
+                    if !is_constant_default(expr) {
+                        return Err(SqlError::unsupported(format!(
+                            "DEFAULT {expr} for column \"{col_name}\": only constants and CURRENT_TIMESTAMP are supported"
+                        )));
+                    }
+                    let sql = expr.to_string();
+                    validate_default(ctx, &col_name, ty, &sql)?;
+                    column.default = Some(sql);
+                }
+                ColumnOption::PrimaryKey(_) => set_pk(&mut pk_names, vec![col_name.clone()])?,
+                ColumnOption::Check(check) => check_sql.push((
+                    check.name.as_ref().map(ident_name),
+                    check.expr.to_string(),
+                    Some(col_name.clone()),
+                )),
+                ColumnOption::Unique(_) => {
+                    return Err(SqlError::unsupported(
+                        "UNIQUE constraints are not supported yet (only PRIMARY KEY)",
+                    ));
+                }
+                ColumnOption::ForeignKey(_) => {
+                    return Err(SqlError::unsupported(
+                        "FOREIGN KEY constraints are not supported",
+                    ));
+                }
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "column option {other} is not supported"
+                    )));
+                }
+            }
+        }
+        desc.columns.push(column);
+    }
+    for constraint in &ct.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) => {
+                let cols = pk
+                    .columns
+                    .iter()
+                    .map(|c| match &c.column.expr {
+                        SqlExpr::Identifier(id) => Ok(ident_name(id)),
+                        other => Err(SqlError::unsupported(format!(
+                            "PRIMARY KEY on expression {other}"
+                        ))),
+                    })
+                    .collect::<SqlResult<Vec<_>>>()?;
+                set_pk(&mut pk_names, cols)?;
+                if let Some(n) = &pk.name {
+                    desc.primary_key.name = ident_name(n);
+                }
+            }
+            TableConstraint::Check(check) => check_sql.push((
+                check.name.as_ref().map(ident_name),
+                check.expr.to_string(),
+                None,
+            )),
+            TableConstraint::Unique(_) => {
+                return Err(SqlError::unsupported(
+                    "UNIQUE constraints are not supported yet (only PRIMARY KEY)",
+                ));
+            }
+            TableConstraint::ForeignKey(_) => {
+                return Err(SqlError::unsupported(
+                    "FOREIGN KEY constraints are not supported",
+                ));
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "table constraint {other} is not supported"
+                )));
+            }
+        }
+    }
+    let pk_names = pk_names.ok_or_else(|| {
+        SqlError::unsupported(format!("table \"{name}\" needs a PRIMARY KEY"))
+            .with_hint("declare a PRIMARY KEY column or a PRIMARY KEY (...) constraint")
+    })?;
+    let mut pk_ids = Vec::with_capacity(pk_names.len());
+    for pk in &pk_names {
+        let col = desc
+            .columns
+            .iter_mut()
+            .find(|c| &c.name == pk)
+            .ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!("column \"{pk}\" named in key does not exist"),
+                )
+            })?;
+        if pk_ids.contains(&col.id) {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_COLUMN,
+                format!("column \"{pk}\" appears twice in primary key constraint"),
+            ));
+        }
+        col.nullable = false;
+        pk_ids.push(col.id);
+    }
+    desc.primary_key.column_ids = pk_ids;
+    let mut used_names: HashSet<String> = HashSet::new();
+    for (given, sql, column) in check_sql {
+        validate_check(ctx, &desc, &sql)?;
+        let base = match (&given, &column) {
+            (Some(n), _) => n.clone(),
+            (None, Some(c)) => format!("{name}_{c}_check"),
+            (None, None) => format!("{name}_check"),
+        };
+        let mut check_name = base.clone();
+        let mut n = 1;
+        while !used_names.insert(check_name.clone()) {
+            if given.is_some() {
+                return Err(SqlError::new(
+                    "42710",
+                    format!("constraint \"{base}\" for relation \"{name}\" already exists"),
+                ));
+            }
+            check_name = format!("{base}{n}");
+            n += 1;
+        }
+        desc.checks.push(CheckDescriptor {
+            name: check_name,
+            expr: sql,
+        });
+    }
+    Ok(desc)
+}
+
+/// Runs a CREATE TABLE; `Ok(false)` when it existed and IF NOT EXISTS was
+/// given.
+pub async fn create_table(catalog: &Catalog, ct: &CreateTable) -> SqlResult<bool> {
+    let desc = table_descriptor(catalog.expr_context(), ct)?;
+    catalog.create_table(desc, ct.if_not_exists).await
+}
+
+/// Runs a DROP TABLE of `names`.
+pub async fn drop_tables(
+    catalog: &Catalog,
+    names: &[ObjectName],
+    if_exists: bool,
+) -> SqlResult<()> {
+    let resolved = names
+        .iter()
+        .map(resolve_table_name)
+        .collect::<SqlResult<Vec<_>>>()?;
+    if !if_exists && let Some(missing) = resolved.iter().find(|n| catalog.table(n).is_none()) {
+        return Err(SqlError::new(
+            sqlstate::UNDEFINED_TABLE,
+            format!("table \"{missing}\" does not exist"),
+        ));
+    }
+    for name in resolved {
+        catalog.drop_table(&name, true).await?;
+    }
+    Ok(())
+}

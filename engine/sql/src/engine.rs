@@ -1,0 +1,113 @@
+//! [`SqlEngine`]: the SQL layer of one node, shared by all its sessions.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use holo_kv::{KvClient, TxnOptions};
+
+use crate::catalog::Catalog;
+use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_NAME};
+use crate::catalog::provider::HoloCatalogProvider;
+use crate::error::SqlResult;
+use crate::session::Session;
+use crate::types::UTC;
+
+/// Knobs of the SQL layer.
+#[derive(Debug, Clone)]
+pub struct SqlOptions {
+    /// Transaction limits.
+    pub txn: TxnOptions,
+    /// DataFusion's target partitions (parallelism of operators).
+    pub target_partitions: usize,
+    /// Rows per Arrow batch.
+    pub batch_size: usize,
+}
+
+impl Default for SqlOptions {
+    fn default() -> Self {
+        SqlOptions {
+            txn: TxnOptions::default(),
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            batch_size: 8192,
+        }
+    }
+}
+
+/// The SQL layer of a node: catalog, KV client and the base DataFusion
+/// context every session is derived from.
+pub struct SqlEngine {
+    kv: Arc<KvClient>,
+    catalog: Arc<Catalog>,
+    base: SessionContext,
+    options: SqlOptions,
+}
+
+impl std::fmt::Debug for SqlEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlEngine")
+            .field("catalog", &self.catalog)
+            .finish()
+    }
+}
+
+impl SqlEngine {
+    /// Opens the catalog (bootstrapping a fresh store) and builds the base
+    /// DataFusion context.
+    pub async fn new(kv: Arc<KvClient>, options: SqlOptions) -> SqlResult<Arc<SqlEngine>> {
+        let catalog = Catalog::open(kv.clone(), options.txn.clone()).await?;
+        let mut config = SessionConfig::new()
+            .with_default_catalog_and_schema(DATABASE_NAME, PUBLIC_SCHEMA_NAME)
+            .with_create_default_catalog_and_schema(false)
+            .with_information_schema(true)
+            .with_target_partitions(options.target_partitions.max(1))
+            .with_batch_size(options.batch_size.max(1));
+        let opts = config.options_mut();
+        opts.execution.time_zone = Some(UTC.to_string());
+        opts.sql_parser.enable_ident_normalization = true;
+        opts.sql_parser.map_string_types_to_utf8view = false;
+        let list = Arc::new(MemoryCatalogProviderList::new());
+        list.register_catalog(
+            DATABASE_NAME.to_string(),
+            Arc::new(HoloCatalogProvider::new(catalog.clone())),
+        );
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_catalog_list(list as Arc<dyn CatalogProviderList>)
+            .build();
+        Ok(Arc::new(SqlEngine {
+            kv,
+            catalog,
+            base: SessionContext::new_with_state(state),
+            options,
+        }))
+    }
+
+    /// The base context: register functions and schemas (e.g. `pg_catalog`)
+    /// here before opening sessions.
+    pub fn base_context(&self) -> &SessionContext {
+        &self.base
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The KV client.
+    pub fn kv(&self) -> &Arc<KvClient> {
+        &self.kv
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SqlOptions {
+        &self.options
+    }
+
+    /// A new session (one per client connection).
+    pub fn new_session(self: &Arc<Self>) -> Session {
+        Session::new(self.clone(), self.base.state())
+    }
+}

@@ -1,0 +1,473 @@
+//! INSERT, UPDATE and DELETE: DataFusion plans the rows to write, HoloFusion
+//! validates them (types, NOT NULL, lengths, CHECK) and buffers the writes in
+//! the transaction, all or nothing per statement.
+//!
+//! The statement's input plan is executed here rather than through
+//! DataFusion's DML hooks: the input reads the transaction's snapshot, and
+//! an input that optimizes to nothing (`WHERE 1 = 2`) writes nothing.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Decimal128Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{
+    DmlStatement, Expr, ExprSchemable, LogicalPlan, Projection, Values, WriteOp,
+};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execute_stream;
+use futures::StreamExt;
+use holo_kv::Transaction;
+use holo_txn_types::MutationOp;
+
+use crate::catalog::{Catalog, TableEntry};
+use crate::codec::column::{ColumnReader, conform};
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::types::SqlType;
+
+const OLD_KEY_PREFIX: &str = "__holo_old_key_";
+
+/// The table a DML statement targets.
+pub fn target_table(catalog: &Catalog, dml: &DmlStatement) -> SqlResult<Arc<TableEntry>> {
+    let name = dml.table_name.table();
+    catalog.table(name).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::UNDEFINED_TABLE,
+            format!("relation \"{name}\" does not exist"),
+        )
+    })
+}
+
+/// The types of the values assigned to each table column before DataFusion's
+/// implicit casts: from the statement's projection and, for VALUES lists,
+/// from every row.
+fn assignment_sources(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<Vec<Vec<DataType>>> {
+    let mut out = vec![Vec::new(); entry.desc.columns.len()];
+    let LogicalPlan::Projection(p) = input else {
+        return Ok(out);
+    };
+    let mut below = p.input.as_ref();
+    while let LogicalPlan::SubqueryAlias(a) = below {
+        below = a.input.as_ref();
+    }
+    let schema = p.input.schema();
+    for (j, expr) in p.expr.iter().enumerate().take(out.len()) {
+        let mut inner = match expr {
+            Expr::Alias(a) => a.expr.as_ref(),
+            other => other,
+        };
+        if let Expr::Cast(c) = inner {
+            out[j].push(c.expr.get_type(schema)?);
+            inner = c.expr.as_ref();
+        } else if let Expr::TryCast(c) = inner {
+            out[j].push(c.expr.get_type(schema)?);
+            inner = c.expr.as_ref();
+        }
+        if let (Expr::Column(col), LogicalPlan::Values(values)) = (inner, below)
+            && let Some(idx) = values
+                .schema
+                .iter()
+                .position(|(_, f)| f.name() == &col.name)
+        {
+            let empty = DFSchema::empty();
+            for row in &values.values {
+                if let Some(Expr::Cast(c)) = row.get(idx) {
+                    out[j].push(c.expr.get_type(&empty)?);
+                } else if let Some(Expr::TryCast(c)) = row.get(idx) {
+                    out[j].push(c.expr.get_type(&empty)?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every assigned value's type may be stored in its column
+/// without an explicit cast (PostgreSQL's assignment rules, 42804). Returns,
+/// per column, whether text was assigned (BYTEA then parses PostgreSQL's
+/// text input format).
+fn check_assignment_types(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<Vec<bool>> {
+    let sources = assignment_sources(input, entry)?;
+    let mut text = vec![false; sources.len()];
+    for ((col, types), text) in entry.desc.columns.iter().zip(&sources).zip(text.iter_mut()) {
+        for source in types {
+            if !col.ty.accepts_assignment_from(source) {
+                return Err(SqlError::new(
+                    sqlstate::DATATYPE_MISMATCH,
+                    format!(
+                        "column \"{}\" is of type {} but expression is of type {}",
+                        col.name,
+                        col.ty,
+                        pg_type_name(source)
+                    ),
+                )
+                .with_hint("You will need to rewrite or cast the expression."));
+            }
+            *text |= matches!(
+                source,
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            );
+        }
+    }
+    Ok(text)
+}
+
+fn pg_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 | DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => "numeric".into(),
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "text".into(),
+        DataType::Binary | DataType::BinaryView | DataType::LargeBinary => "bytea".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, None) => "timestamp without time zone".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+/// Validates rows about to be written and conforms them to the column types.
+struct RowValidator {
+    entry: Arc<TableEntry>,
+    checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
+    text_sources: Vec<bool>,
+}
+
+impl RowValidator {
+    fn new(
+        state: &SessionState,
+        entry: Arc<TableEntry>,
+        text_sources: Vec<bool>,
+    ) -> SqlResult<RowValidator> {
+        let df_schema = DFSchema::try_from(entry.schema.as_ref().clone())?;
+        let mut checks = Vec::with_capacity(entry.desc.checks.len());
+        for check in &entry.desc.checks {
+            let expr = state.create_logical_expr(&check.expr, &df_schema)?;
+            let physical = state.create_physical_expr(expr, &df_schema)?;
+            checks.push((check.name.clone(), physical));
+        }
+        Ok(RowValidator {
+            entry,
+            checks,
+            text_sources,
+        })
+    }
+
+    /// Conforms `columns` (table order) and checks every constraint.
+    fn validate(&self, columns: &[ArrayRef]) -> SqlResult<Vec<ArrayRef>> {
+        let table = &self.entry.desc.name;
+        let mut out = Vec::with_capacity(columns.len());
+        for (i, (array, col)) in columns.iter().zip(&self.entry.desc.columns).enumerate() {
+            let mut array = conform(array, col.ty)?;
+            if col.ty == SqlType::Bytea && self.text_sources.get(i).copied().unwrap_or(false) {
+                array = bytea_from_text(&array)?;
+            }
+            if !col.nullable && array.null_count() > 0 {
+                return Err(SqlError::new(
+                    sqlstate::NOT_NULL_VIOLATION,
+                    format!(
+                        "null value in column \"{}\" of relation \"{table}\" violates not-null constraint",
+                        col.name
+                    ),
+                ));
+            }
+            match col.ty {
+                SqlType::Varchar { max_len } => {
+                    let reader = ColumnReader::new(&array, col.ty)?;
+                    for i in 0..array.len() {
+                        if reader.char_len(i).is_some_and(|n| n > max_len as usize) {
+                            return Err(SqlError::new(
+                                sqlstate::STRING_DATA_RIGHT_TRUNCATION,
+                                format!("value too long for type character varying({max_len})"),
+                            ));
+                        }
+                    }
+                }
+                SqlType::Numeric { precision, .. } => {
+                    if let Some(d) = array.as_any().downcast_ref::<Decimal128Array>()
+                        && d.validate_decimal_precision(precision).is_err()
+                    {
+                        return Err(SqlError::new(
+                            sqlstate::NUMERIC_VALUE_OUT_OF_RANGE,
+                            format!("numeric field overflow in column \"{}\"", col.name),
+                        )
+                        .with_detail(format!(
+                            "A field with precision {precision} cannot hold this value."
+                        )));
+                    }
+                }
+                SqlType::Real | SqlType::Double => {}
+                _ => {}
+            }
+            out.push(array);
+        }
+        if !self.checks.is_empty() {
+            let batch = RecordBatch::try_new(self.entry.schema.clone(), out.clone())
+                .map_err(|e| SqlError::internal(format!("building check batch: {e}")))?;
+            for (name, expr) in &self.checks {
+                let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
+                let result = result
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| SqlError::internal("CHECK expression is not boolean"))?;
+                if result.iter().any(|v| v == Some(false)) {
+                    return Err(SqlError::new(
+                        sqlstate::CHECK_VIOLATION,
+                        format!(
+                            "new row for relation \"{table}\" violates check constraint \"{name}\""
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Re-reads BYTEA values that arrived as text in PostgreSQL's input format:
+/// `\\x` followed by hex digits, or the escape format (`\\\\` and `\\ooo`).
+fn bytea_from_text(array: &ArrayRef) -> SqlResult<ArrayRef> {
+    use datafusion::arrow::array::{BinaryArray, BinaryBuilder};
+    let bin = array
+        .as_any()
+        .downcast_ref::<BinaryArray>()
+        .ok_or_else(|| SqlError::internal("bytea column is not binary"))?;
+    let invalid = || {
+        SqlError::new(
+            sqlstate::INVALID_TEXT_REPRESENTATION,
+            "invalid input syntax for type bytea",
+        )
+    };
+    let mut out = BinaryBuilder::with_capacity(bin.len(), bin.value_data().len());
+    for v in bin.iter() {
+        let Some(v) = v else {
+            out.append_null();
+            continue;
+        };
+        if let Some(hex) = v.strip_prefix(b"\\x") {
+            let digits: Vec<u8> = hex
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
+            if digits.len() % 2 != 0 {
+                return Err(invalid());
+            }
+            let mut bytes = Vec::with_capacity(digits.len() / 2);
+            for pair in digits.chunks(2) {
+                let s = std::str::from_utf8(pair).map_err(|_| invalid())?;
+                bytes.push(u8::from_str_radix(s, 16).map_err(|_| invalid())?);
+            }
+            out.append_value(bytes);
+        } else {
+            let mut bytes = Vec::with_capacity(v.len());
+            let mut i = 0;
+            while i < v.len() {
+                if v[i] != b'\\' {
+                    bytes.push(v[i]);
+                    i += 1;
+                } else if v.get(i + 1) == Some(&b'\\') {
+                    bytes.push(b'\\');
+                    i += 2;
+                } else {
+                    let oct = v.get(i + 1..i + 4).ok_or_else(invalid)?;
+                    let s = std::str::from_utf8(oct).map_err(|_| invalid())?;
+                    bytes.push(u8::from_str_radix(s, 8).map_err(|_| invalid())?);
+                    i += 4;
+                }
+            }
+            out.append_value(bytes);
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// Adds the target rows' current primary key columns to an UPDATE's
+/// projection, so a key change deletes the old row.
+fn with_old_keys(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<LogicalPlan> {
+    let LogicalPlan::Projection(p) = input else {
+        return Err(SqlError::internal("UPDATE input is not a projection"));
+    };
+    let mut exprs = p.expr.clone();
+    let schema = p.input.schema();
+    for (i, &c) in entry.codec.pk_indices().iter().enumerate() {
+        let name = &entry.desc.columns[c].name;
+        let (qualifier, field) = schema
+            .qualified_field_with_unqualified_name(name)
+            .map_err(SqlError::from)?;
+        exprs.push(
+            Expr::Column(Column::from((qualifier, field))).alias(format!("{OLD_KEY_PREFIX}{i}")),
+        );
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        p.input.clone(),
+    )?))
+}
+
+/// Makes VALUES lists nullable so that a NULL for a NOT NULL column reaches
+/// [`RowValidator`] (and fails with 23502) instead of DataFusion's
+/// nullability assertion.
+fn relax_values_nullability(plan: &LogicalPlan) -> SqlResult<LogicalPlan> {
+    let relaxed = plan
+        .clone()
+        .transform_up(|node| match node {
+            LogicalPlan::Values(v) => {
+                let fields: Vec<(Option<datafusion::common::TableReference>, Arc<Field>)> = v
+                    .schema
+                    .iter()
+                    .map(|(q, f)| (q.cloned(), Arc::new(f.as_ref().clone().with_nullable(true))))
+                    .collect();
+                let schema = DFSchema::new_with_metadata(fields, v.schema.metadata().clone())?;
+                Ok(Transformed::yes(LogicalPlan::Values(Values {
+                    schema: Arc::new(schema),
+                    values: v.values,
+                })))
+            }
+            other => Ok(Transformed::yes(other.recompute_schema()?)),
+        })?
+        .data;
+    Ok(relaxed)
+}
+
+/// Runs `plan` and hands every batch to `f`.
+async fn for_each_batch(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    mut f: impl FnMut(RecordBatch) -> SqlResult<()>,
+) -> SqlResult<()> {
+    let plan = relax_values_nullability(plan)?;
+    let physical = state.create_physical_plan(&plan).await?;
+    let mut stream = execute_stream(physical, state.task_ctx())?;
+    while let Some(batch) = stream.next().await {
+        f(batch?)?;
+    }
+    Ok(())
+}
+
+/// Executes an INSERT, UPDATE or DELETE inside `txn`; returns the number of
+/// rows written. Nothing is buffered when the statement fails.
+/// With `check_now`, inserted keys are checked against the snapshot before
+/// the statement returns (PostgreSQL reports duplicates at once inside a
+/// transaction block); otherwise the commit that follows checks them.
+pub async fn execute_dml(
+    state: &SessionState,
+    txn: &Transaction,
+    catalog: &Catalog,
+    dml: &DmlStatement,
+    check_now: bool,
+) -> SqlResult<u64> {
+    let entry = target_table(catalog, dml)?;
+    let ncols = entry.desc.columns.len();
+    let mut writes: Vec<(Vec<u8>, MutationOp)> = Vec::new();
+    let mut rows: u64 = 0;
+    match &dml.op {
+        WriteOp::Insert(InsertOp::Append) => {
+            let text = check_assignment_types(&dml.input, &entry)?;
+            let validator = RowValidator::new(state, entry.clone(), text)?;
+            for_each_batch(state, &dml.input, |batch| {
+                let columns = validator.validate(batch.columns())?;
+                for (key, value) in entry.codec.encode_rows(&columns)? {
+                    writes.push((key, MutationOp::Insert(value)));
+                }
+                rows += batch.num_rows() as u64;
+                Ok(())
+            })
+            .await?;
+        }
+        WriteOp::Insert(op) => {
+            return Err(SqlError::unsupported(format!(
+                "INSERT mode {op} is not supported"
+            )));
+        }
+        WriteOp::Update => {
+            let text = check_assignment_types(&dml.input, &entry)?;
+            let validator = RowValidator::new(state, entry.clone(), text)?;
+            let plan = with_old_keys(&dml.input, &entry)?;
+            let mut deletes = Vec::new();
+            let mut puts = Vec::new();
+            for_each_batch(state, &plan, |batch| {
+                let columns = validator.validate(&batch.columns()[..ncols])?;
+                let new_rows = entry.codec.encode_rows(&columns)?;
+                let old_keys = entry.codec.encode_keys(&batch.columns()[ncols..])?;
+                for ((key, value), old) in new_rows.into_iter().zip(old_keys) {
+                    if key == old {
+                        puts.push((key, MutationOp::Put(value)));
+                    } else {
+                        deletes.push((old, MutationOp::Delete));
+                        puts.push((key, MutationOp::Insert(value)));
+                    }
+                }
+                rows += batch.num_rows() as u64;
+                Ok(())
+            })
+            .await?;
+            writes = deletes;
+            writes.extend(puts);
+        }
+        WriteOp::Delete => {
+            let schema = dml.input.schema().clone();
+            let pk_positions = entry
+                .codec
+                .pk_indices()
+                .iter()
+                .map(|&c| {
+                    let name = &entry.desc.columns[c].name;
+                    schema
+                        .iter()
+                        .position(|(_, f)| f.name() == name)
+                        .ok_or_else(|| SqlError::internal("DELETE input lacks a key column"))
+                })
+                .collect::<SqlResult<Vec<_>>>()?;
+            for_each_batch(state, &dml.input, |batch| {
+                let pk: Vec<ArrayRef> = pk_positions
+                    .iter()
+                    .map(|&i| batch.column(i).clone())
+                    .collect();
+                for key in entry.codec.encode_keys(&pk)? {
+                    writes.push((key, MutationOp::Delete));
+                }
+                rows += batch.num_rows() as u64;
+                Ok(())
+            })
+            .await?;
+        }
+        other => return Err(SqlError::unsupported(format!("{other} is not supported"))),
+    }
+    if check_now {
+        for (key, op) in &writes {
+            if matches!(op, MutationOp::Insert(_)) && txn.get(key).await?.is_some() {
+                return Err(duplicate_key_error(&entry, key));
+            }
+        }
+    }
+    txn.apply_statement(writes).map_err(|e| match e {
+        holo_kv::KvError::Key(holo_txn_types::KeyError::AlreadyExists { key }) => {
+            duplicate_key_error(&entry, &key)
+        }
+        other => SqlError::from(other),
+    })?;
+    Ok(rows)
+}
+
+/// PostgreSQL's unique-violation error for `key` of `entry`.
+pub fn duplicate_key_error(entry: &TableEntry, key: &[u8]) -> SqlError {
+    let err = SqlError::new(
+        sqlstate::UNIQUE_VIOLATION,
+        format!(
+            "duplicate key value violates unique constraint \"{}\"",
+            entry.desc.primary_key.name
+        ),
+    );
+    match entry.codec.describe_key(key) {
+        Some(detail) => err.with_detail(format!("Key {detail} already exists.")),
+        None => err,
+    }
+}

@@ -1,0 +1,252 @@
+//! [`HoloScanExec`]: reads a table's primary index at the transaction's
+//! snapshot and decodes rows into Arrow batches.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::TryStreamExt;
+use holo_kv::Transaction;
+
+use super::pushdown::{KeySpan, SpanPlan};
+use crate::catalog::TableEntry;
+use crate::codec::row::RowDecoder;
+use crate::error::SqlError;
+
+/// Scans spans of a table's primary index.
+#[derive(Debug)]
+pub struct HoloScanExec {
+    entry: Arc<TableEntry>,
+    plan: Arc<SpanPlan>,
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    limit: Option<usize>,
+    txn: Arc<Transaction>,
+    batch_size: usize,
+    properties: Arc<PlanProperties>,
+}
+
+impl HoloScanExec {
+    /// A scan of `plan`'s spans producing `projection` (table column
+    /// indices), stopping after `limit` rows.
+    pub fn new(
+        entry: Arc<TableEntry>,
+        plan: SpanPlan,
+        projection: Vec<usize>,
+        limit: Option<usize>,
+        txn: Arc<Transaction>,
+        batch_size: usize,
+    ) -> Result<HoloScanExec> {
+        let schema = Arc::new(Schema::new(
+            projection
+                .iter()
+                .map(|&i| entry.schema.field(i).clone())
+                .collect::<Vec<_>>(),
+        ));
+        // Rows come out in primary-key order: declare the leading key
+        // columns that survive the projection.
+        let mut ordering = Vec::new();
+        for &c in entry.codec.pk_indices() {
+            match projection.iter().position(|&p| p == c) {
+                Some(pos) => ordering.push(PhysicalSortExpr::new_default(Arc::new(Column::new(
+                    entry.schema.field(c).name(),
+                    pos,
+                ))
+                    as Arc<dyn PhysicalExpr>)),
+                None => break,
+            }
+        }
+        let eq = if ordering.is_empty() {
+            EquivalenceProperties::new(schema.clone())
+        } else {
+            EquivalenceProperties::new_with_orderings(schema.clone(), [ordering])
+        };
+        let properties = PlanProperties::new(
+            eq,
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(HoloScanExec {
+            entry,
+            plan: Arc::new(plan),
+            projection,
+            schema,
+            limit,
+            txn,
+            batch_size: batch_size.max(1),
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// The pushed-down spans.
+    pub fn spans(&self) -> &[KeySpan] {
+        &self.plan.spans
+    }
+}
+
+impl DisplayAs for HoloScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cols: Vec<&str> = self
+            .projection
+            .iter()
+            .map(|&i| self.entry.schema.field(i).name().as_str())
+            .collect();
+        write!(
+            f,
+            "HoloScanExec: table={}, projection=[{}], spans={}",
+            self.entry.desc.name,
+            cols.join(", "),
+            self.plan.description
+        )?;
+        if let Some(limit) = self.limit {
+            write!(f, ", limit={limit}")?;
+        }
+        Ok(())
+    }
+}
+
+struct ScanState {
+    txn: Arc<Transaction>,
+    plan: Arc<SpanPlan>,
+    span: usize,
+    cursor: Option<Vec<u8>>,
+    decoder: RowDecoder,
+    remaining: Option<usize>,
+    batch_size: usize,
+}
+
+fn df(e: impl Into<SqlError>) -> DataFusionError {
+    e.into().into_datafusion()
+}
+
+impl ScanState {
+    /// Reads until a batch is full or the spans are exhausted.
+    async fn next_batch(
+        mut self,
+    ) -> Result<Option<(datafusion::arrow::array::RecordBatch, ScanState)>> {
+        while self.span < self.plan.spans.len()
+            && self.remaining != Some(0)
+            && self.decoder.rows() < self.batch_size
+        {
+            let want = self.batch_size - self.decoder.rows();
+            let want = self.remaining.map_or(want, |r| r.min(want));
+            match &self.plan.spans[self.span] {
+                KeySpan::Point(key) => {
+                    if let Some(value) = self.txn.get(key).await.map_err(df)? {
+                        self.decoder.push(key, &value).map_err(df)?;
+                        self.remaining = self.remaining.map(|r| r - 1);
+                    }
+                    self.span += 1;
+                }
+                KeySpan::Range { start, end } => {
+                    let from = self.cursor.take().unwrap_or_else(|| start.clone());
+                    let (pairs, next) = self.txn.scan_chunk(&from, end, want).await.map_err(df)?;
+                    for (k, v) in pairs.iter().take(want) {
+                        self.decoder.push(k, v).map_err(df)?;
+                    }
+                    self.remaining = self
+                        .remaining
+                        .map(|r| r.saturating_sub(pairs.len().min(want)));
+                    match next {
+                        Some(n) if pairs.len() <= want => self.cursor = Some(n),
+                        Some(_) => {
+                            // The overlay added rows beyond `want`; resume after the last one taken.
+                            let mut resume = pairs[want - 1].0.clone();
+                            resume.push(0);
+                            self.cursor = Some(resume);
+                        }
+                        None if pairs.len() > want => {
+                            let mut resume = pairs[want - 1].0.clone();
+                            resume.push(0);
+                            self.cursor = Some(resume);
+                        }
+                        None => self.span += 1,
+                    }
+                }
+            }
+        }
+        if self.decoder.rows() == 0 {
+            return Ok(None);
+        }
+        let batch = self.decoder.finish().map_err(df)?;
+        Ok(Some((batch, self)))
+    }
+}
+
+impl ExecutionPlan for HoloScanExec {
+    fn name(&self) -> &str {
+        "HoloScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "HoloScanExec has one partition, got {partition}"
+            )));
+        }
+        let state = ScanState {
+            txn: self.txn.clone(),
+            plan: self.plan.clone(),
+            span: 0,
+            cursor: None,
+            decoder: self.entry.codec.decoder(
+                self.projection.clone(),
+                self.schema.clone(),
+                self.batch_size,
+            ),
+            remaining: self.limit,
+            batch_size: self.batch_size,
+        };
+        let stream = futures::stream::try_unfold(state, ScanState::next_batch);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream.map_ok(|b| b),
+        )))
+    }
+
+    fn supports_limit_pushdown(&self) -> bool {
+        true
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.limit
+    }
+}

@@ -1,0 +1,883 @@
+//! [`Session`]: one client connection's transaction state, settings and
+//! statement execution.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::ParamValues;
+use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{displayable, execute_stream};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    self, Expr as SqlExpr, ObjectType, Set, Statement, TransactionAccessMode,
+    TransactionIsolationLevel, TransactionMode, Value,
+};
+use futures::StreamExt;
+use holo_kv::{KvError, Transaction};
+use holo_txn_types::KeyError;
+use parking_lot::Mutex;
+
+use crate::catalog::provider::TxnSlot;
+use crate::codec::key::table_id_of;
+use crate::ddl;
+use crate::engine::SqlEngine;
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::exec::dml::execute_dml;
+
+/// What a statement produced.
+pub enum StatementOutput {
+    /// Rows (SELECT, SHOW, EXPLAIN).
+    Rows(SendableRecordBatchStream),
+    /// A command tag, with the affected row count when there is one.
+    Command {
+        /// Tag, e.g. `INSERT 0`, `UPDATE`, `CREATE TABLE`.
+        tag: String,
+        /// Affected rows.
+        rows: Option<u64>,
+    },
+    /// A transaction block started.
+    TxnStart(String),
+    /// A transaction block ended.
+    TxnEnd(String),
+}
+
+impl std::fmt::Debug for StatementOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatementOutput::Rows(_) => write!(f, "Rows"),
+            StatementOutput::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+            StatementOutput::TxnStart(t) => write!(f, "TxnStart({t})"),
+            StatementOutput::TxnEnd(t) => write!(f, "TxnEnd({t})"),
+        }
+    }
+}
+
+/// Where the session's transaction stands, as reported to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnStatus {
+    /// No transaction block.
+    Idle,
+    /// Inside a transaction block.
+    InBlock,
+    /// Inside a failed transaction block (only ROLLBACK is accepted).
+    Failed,
+}
+
+/// Types a prepared statement's parameters and result.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Parameter types in order (`None` when unknown).
+    pub param_types: Vec<Option<DataType>>,
+    /// Result columns, for statements that return rows.
+    pub schema: Option<SchemaRef>,
+}
+
+enum TxnState {
+    Idle,
+    Open {
+        txn: Arc<Transaction>,
+        read_only: bool,
+    },
+    Aborted,
+}
+
+struct Inner {
+    txn: TxnState,
+    vars: BTreeMap<&'static str, String>,
+}
+
+/// Settings a client may SET, with their defaults.
+const SETTINGS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "repeatable read"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("lock_timeout", "0"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", "16.6"),
+    ("server_version_num", "160006"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "0"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "repeatable read"),
+    ("transaction_read_only", "off"),
+];
+
+fn setting_name(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    SETTINGS.iter().find(|(n, _)| *n == lower).map(|(n, _)| *n)
+}
+
+fn value_text(expr: &SqlExpr) -> String {
+    match expr {
+        SqlExpr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Number(n, _) => n.to_string(),
+            Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+            other => other.to_string(),
+        },
+        SqlExpr::Identifier(id) => id.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a PostgreSQL duration setting (`5000`, `'5s'`, `'250ms'`, `'1min'`).
+pub fn parse_duration_setting(v: &str) -> Option<Duration> {
+    let v = v.trim().to_ascii_lowercase();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "us" => n / 1000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
+}
+
+fn is_utc(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "utc"
+            | "etc/utc"
+            | "gmt"
+            | "etc/gmt"
+            | "z"
+            | "zulu"
+            | "+00:00"
+            | "00:00"
+            | "0"
+            | "+0"
+            | "utc0"
+            | "universal"
+    )
+}
+
+fn one_column_rows(name: &str, values: Vec<String>) -> SqlResult<StatementOutput> {
+    let schema = Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(values))])
+        .map_err(|e| SqlError::internal(e.to_string()))?;
+    rows_of(schema, vec![batch])
+}
+
+fn rows_of(schema: SchemaRef, batches: Vec<RecordBatch>) -> SqlResult<StatementOutput> {
+    let stream = futures::stream::iter(batches.into_iter().map(Ok));
+    Ok(StatementOutput::Rows(Box::pin(
+        RecordBatchStreamAdapter::new(schema, stream),
+    )))
+}
+
+fn dml_tag(op: &WriteOp) -> &'static str {
+    match op {
+        WriteOp::Insert(_) => "INSERT",
+        WriteOp::Update => "UPDATE",
+        WriteOp::Delete => "DELETE",
+        _ => "DML",
+    }
+}
+
+fn is_dml(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_)
+    )
+}
+
+fn check_isolation(modes: &[TransactionMode]) -> SqlResult<Option<bool>> {
+    let mut read_only = None;
+    for mode in modes {
+        match mode {
+            TransactionMode::IsolationLevel(level) => match level {
+                TransactionIsolationLevel::ReadUncommitted
+                | TransactionIsolationLevel::ReadCommitted
+                | TransactionIsolationLevel::RepeatableRead
+                | TransactionIsolationLevel::Snapshot => {}
+                TransactionIsolationLevel::Serializable => {
+                    return Err(SqlError::unsupported(
+                        "SERIALIZABLE isolation is not supported; HoloFusion runs transactions under \
+                         snapshot isolation (REPEATABLE READ), which permits write skew",
+                    )
+                    .with_hint("use REPEATABLE READ, or guard invariants with explicit writes to shared rows"));
+                }
+            },
+            TransactionMode::AccessMode(TransactionAccessMode::ReadOnly) => read_only = Some(true),
+            TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => {
+                read_only = Some(false)
+            }
+        }
+    }
+    Ok(read_only)
+}
+
+/// One client connection's SQL session.
+pub struct Session {
+    engine: Arc<SqlEngine>,
+    state: SessionState,
+    slot: Arc<TxnSlot>,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<SqlEngine>, base: SessionState) -> Session {
+        let slot = Arc::new(TxnSlot::default());
+        let config = base.config().clone().with_extension(slot.clone());
+        let state = SessionStateBuilder::new_from_existing(base)
+            .with_config(config)
+            .build();
+        Session {
+            engine,
+            state,
+            slot,
+            inner: Mutex::new(Inner {
+                txn: TxnState::Idle,
+                vars: SETTINGS.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            }),
+        }
+    }
+
+    /// The transaction status for ReadyForQuery.
+    pub fn status(&self) -> TxnStatus {
+        match self.inner.lock().txn {
+            TxnState::Idle => TxnStatus::Idle,
+            TxnState::Open { .. } => TxnStatus::InBlock,
+            TxnState::Aborted => TxnStatus::Failed,
+        }
+    }
+
+    /// The `statement_timeout` setting, when set.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        let inner = self.inner.lock();
+        let v = inner.vars.get("statement_timeout")?;
+        parse_duration_setting(v).filter(|d| !d.is_zero())
+    }
+
+    /// Marks an open transaction block as failed (after an error the caller
+    /// saw while streaming rows, or a cancellation).
+    pub fn fail_transaction(&self) {
+        let mut inner = self.inner.lock();
+        if matches!(inner.txn, TxnState::Open { .. }) {
+            inner.txn = TxnState::Aborted;
+        }
+    }
+
+    /// Plans `stmt` without running it: parameter types and result columns.
+    pub async fn describe(&self, stmt: &Statement) -> SqlResult<Described> {
+        match stmt {
+            Statement::Query(_)
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {}
+            Statement::Explain { .. } | Statement::ShowVariable { .. } => {
+                return Ok(Described {
+                    param_types: Vec::new(),
+                    schema: None,
+                });
+            }
+            _ => {
+                return Ok(Described {
+                    param_types: Vec::new(),
+                    schema: None,
+                });
+            }
+        }
+        self.check_supported(stmt)?;
+        let plan = self.plan(stmt).await?;
+        let types = plan.get_parameter_types()?;
+        let mut ordered: Vec<(usize, Option<DataType>)> = types
+            .into_iter()
+            .map(|(id, t)| {
+                let n = id.trim_start_matches('$').parse::<usize>().map_err(|_| {
+                    SqlError::new(
+                        sqlstate::INVALID_PSTATEMENT_DEFINITION,
+                        format!("bad parameter {id}"),
+                    )
+                })?;
+                Ok((n, t))
+            })
+            .collect::<SqlResult<_>>()?;
+        ordered.sort_by_key(|(n, _)| *n);
+        let count = ordered.last().map_or(0, |(n, _)| *n);
+        let mut param_types = vec![None; count];
+        for (n, t) in ordered {
+            if n == 0 {
+                return Err(SqlError::new(
+                    sqlstate::INVALID_PSTATEMENT_DEFINITION,
+                    "parameter $0 does not exist",
+                ));
+            }
+            param_types[n - 1] = t;
+        }
+        let schema = match plan {
+            LogicalPlan::Dml(_) => None,
+            other => Some(Arc::new(other.schema().as_arrow().clone())),
+        };
+        Ok(Described {
+            param_types,
+            schema,
+        })
+    }
+
+    async fn plan(&self, stmt: &Statement) -> SqlResult<LogicalPlan> {
+        Ok(self
+            .state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .await?)
+    }
+
+    /// Rejects statement forms outside the supported scope before planning.
+    fn check_supported(&self, stmt: &Statement) -> SqlResult<()> {
+        match stmt {
+            Statement::Insert(ins) => {
+                if ins.returning.is_some() {
+                    return Err(SqlError::unsupported(
+                        "INSERT ... RETURNING is not supported",
+                    ));
+                }
+                if ins.on.is_some() {
+                    return Err(SqlError::unsupported(
+                        "INSERT ... ON CONFLICT is not supported",
+                    ));
+                }
+                if ins.overwrite || ins.replace_into || ins.or.is_some() || ins.ignore {
+                    return Err(SqlError::unsupported("this INSERT form is not supported"));
+                }
+                if ins.source.is_none() {
+                    return Err(SqlError::unsupported(
+                        "INSERT without VALUES or SELECT is not supported",
+                    ));
+                }
+            }
+            Statement::Update(upd) => {
+                if upd.returning.is_some() {
+                    return Err(SqlError::unsupported(
+                        "UPDATE ... RETURNING is not supported",
+                    ));
+                }
+                if upd.from.is_some() {
+                    return Err(SqlError::unsupported("UPDATE ... FROM is not supported"));
+                }
+                if !upd.table.joins.is_empty() {
+                    return Err(SqlError::unsupported("UPDATE of a join is not supported"));
+                }
+                if upd.limit.is_some() || !upd.order_by.is_empty() {
+                    return Err(SqlError::new(
+                        sqlstate::SYNTAX_ERROR,
+                        "UPDATE does not take ORDER BY or LIMIT",
+                    ));
+                }
+            }
+            Statement::Delete(del) => {
+                if del.returning.is_some() {
+                    return Err(SqlError::unsupported(
+                        "DELETE ... RETURNING is not supported",
+                    ));
+                }
+                if del.using.is_some() {
+                    return Err(SqlError::unsupported("DELETE ... USING is not supported"));
+                }
+                if del.limit.is_some() || !del.order_by.is_empty() {
+                    return Err(SqlError::new(
+                        sqlstate::SYNTAX_ERROR,
+                        "DELETE does not take ORDER BY or LIMIT",
+                    ));
+                }
+                if !del.tables.is_empty() {
+                    return Err(SqlError::unsupported("multi-table DELETE is not supported"));
+                }
+            }
+            Statement::Query(q) => {
+                if q.locks.iter().any(|_| true) {
+                    return Err(SqlError::unsupported(
+                        "SELECT ... FOR UPDATE/SHARE is not supported",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Runs one statement, with `params` bound to its placeholders.
+    pub async fn execute(
+        &self,
+        stmt: &Statement,
+        params: Option<ParamValues>,
+    ) -> SqlResult<StatementOutput> {
+        match stmt {
+            Statement::StartTransaction { modes, .. } => return self.begin(modes).await,
+            Statement::Commit { chain: false, .. } => return self.commit().await,
+            Statement::Rollback {
+                savepoint: None,
+                chain: false,
+            } => return Ok(self.rollback()),
+            Statement::Commit { .. } | Statement::Rollback { .. } => {
+                return Err(SqlError::unsupported(
+                    "COMMIT/ROLLBACK AND CHAIN and ROLLBACK TO SAVEPOINT are not supported",
+                ));
+            }
+            Statement::Savepoint { .. } | Statement::ReleaseSavepoint { .. } => {
+                return Err(SqlError::unsupported("SAVEPOINT is not supported"));
+            }
+            _ => {}
+        }
+        let (txn, autocommit, read_only) = {
+            let inner = self.inner.lock();
+            match &inner.txn {
+                TxnState::Aborted => {
+                    return Err(SqlError::new(
+                        sqlstate::IN_FAILED_SQL_TRANSACTION,
+                        "current transaction is aborted, commands ignored until end of transaction block",
+                    ));
+                }
+                TxnState::Open { txn, read_only } => (Some(txn.clone()), false, *read_only),
+                TxnState::Idle => (None, true, false),
+            }
+        };
+        let txn = match txn {
+            Some(t) => t,
+            None => Arc::new(
+                Transaction::begin(self.engine.kv().clone(), self.engine.options().txn.clone())
+                    .await?,
+            ),
+        };
+        if read_only && is_dml(stmt) {
+            return Err(SqlError::new(
+                "25006",
+                "cannot execute a write in a read-only transaction",
+            ));
+        }
+        let result = self.run(stmt, params, &txn, autocommit).await;
+        if result.is_err() && !autocommit {
+            self.fail_transaction();
+        }
+        result
+    }
+
+    async fn begin(&self, modes: &[TransactionMode]) -> SqlResult<StatementOutput> {
+        let read_only = check_isolation(modes)?.unwrap_or(false);
+        if !matches!(self.inner.lock().txn, TxnState::Idle) {
+            tracing::debug!("BEGIN inside a transaction block: ignored, as PostgreSQL does");
+            return Ok(StatementOutput::TxnStart("BEGIN".into()));
+        }
+        let txn =
+            Transaction::begin(self.engine.kv().clone(), self.engine.options().txn.clone()).await?;
+        self.inner.lock().txn = TxnState::Open {
+            txn: Arc::new(txn),
+            read_only,
+        };
+        Ok(StatementOutput::TxnStart("BEGIN".into()))
+    }
+
+    async fn commit(&self) -> SqlResult<StatementOutput> {
+        let state = std::mem::replace(&mut self.inner.lock().txn, TxnState::Idle);
+        match state {
+            TxnState::Idle => Ok(StatementOutput::TxnEnd("COMMIT".into())),
+            TxnState::Aborted => Ok(StatementOutput::TxnEnd("ROLLBACK".into())),
+            TxnState::Open { txn, .. } => {
+                txn.commit().await.map_err(|e| self.kv_error(e))?;
+                Ok(StatementOutput::TxnEnd("COMMIT".into()))
+            }
+        }
+    }
+
+    fn rollback(&self) -> StatementOutput {
+        let state = std::mem::replace(&mut self.inner.lock().txn, TxnState::Idle);
+        if let TxnState::Open { txn, .. } = state {
+            txn.rollback();
+        }
+        StatementOutput::TxnEnd("ROLLBACK".into())
+    }
+
+    /// Maps a KV error to SQL, naming the table and key where possible.
+    pub fn kv_error(&self, e: KvError) -> SqlError {
+        let key = match &e {
+            KvError::Key(KeyError::AlreadyExists { key }) => Some(key.clone()),
+            KvError::Key(KeyError::Conflict(c)) => Some(c.key.clone()),
+            KvError::Key(KeyError::Locked(l)) => Some(l.key.clone()),
+            _ => None,
+        };
+        let mut err = SqlError::from(e.clone());
+        let Some(entry) = key
+            .as_deref()
+            .and_then(table_id_of)
+            .and_then(|id| self.engine.catalog().table_by_id(id))
+        else {
+            return err;
+        };
+        let table = &entry.desc.name;
+        match &e {
+            KvError::Key(KeyError::AlreadyExists { key }) => {
+                err = crate::exec::dml::duplicate_key_error(&entry, key);
+            }
+            _ => {
+                err.message = format!(
+                    "could not serialize access due to concurrent update of table \"{table}\""
+                );
+            }
+        }
+        err
+    }
+
+    async fn run(
+        &self,
+        stmt: &Statement,
+        params: Option<ParamValues>,
+        txn: &Arc<Transaction>,
+        autocommit: bool,
+    ) -> SqlResult<StatementOutput> {
+        self.check_supported(stmt)?;
+        match stmt {
+            Statement::Query(_) => {
+                let plan = self.bind(self.plan(stmt).await?, params)?;
+                self.slot.set(Some(txn.clone()));
+                let physical = self.state.create_physical_plan(&plan).await;
+                self.slot.set(None);
+                let stream = execute_stream(physical?, self.state.task_ctx())?;
+                Ok(StatementOutput::Rows(stream))
+            }
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                let plan = self.bind(self.plan(stmt).await?, params)?;
+                let LogicalPlan::Dml(dml) = plan else {
+                    return Err(SqlError::internal("DML statement did not plan to DML"));
+                };
+                self.slot.set(Some(txn.clone()));
+                let rows =
+                    execute_dml(&self.state, txn, self.engine.catalog(), &dml, !autocommit).await;
+                self.slot.set(None);
+                let rows = rows?;
+                if autocommit {
+                    txn.commit().await.map_err(|e| self.kv_error(e))?;
+                }
+                Ok(StatementOutput::Command {
+                    tag: dml_tag(&dml.op).to_string(),
+                    rows: Some(rows),
+                })
+            }
+            Statement::CreateTable(ct) => {
+                self.require_autocommit(autocommit, "CREATE TABLE")?;
+                ddl::create_table(self.engine.catalog(), ct).await?;
+                Ok(StatementOutput::Command {
+                    tag: "CREATE TABLE".into(),
+                    rows: None,
+                })
+            }
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                self.require_autocommit(autocommit, "DROP TABLE")?;
+                ddl::drop_tables(self.engine.catalog(), names, *if_exists).await?;
+                Ok(StatementOutput::Command {
+                    tag: "DROP TABLE".into(),
+                    rows: None,
+                })
+            }
+            Statement::Explain {
+                statement, analyze, ..
+            } if is_dml(statement) => {
+                if *analyze {
+                    return Err(SqlError::unsupported(
+                        "EXPLAIN ANALYZE of INSERT/UPDATE/DELETE is not supported",
+                    ));
+                }
+                self.check_supported(statement)?;
+                let plan = self.bind(self.plan(statement).await?, params)?;
+                let LogicalPlan::Dml(dml) = &plan else {
+                    return Err(SqlError::internal("DML statement did not plan to DML"));
+                };
+                self.slot.set(Some(txn.clone()));
+                let physical = self.state.create_physical_plan(&dml.input).await;
+                self.slot.set(None);
+                let physical = physical?;
+                let header = format!("HoloWriteExec: op={}, table={}", dml.op, dml.table_name);
+                let physical_text = format!(
+                    "{header}\n  {}",
+                    displayable(physical.as_ref())
+                        .indent(true)
+                        .to_string()
+                        .replace('\n', "\n  ")
+                );
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("plan_type", DataType::Utf8, false),
+                    Field::new("plan", DataType::Utf8, false),
+                ]));
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from(vec!["logical_plan", "physical_plan"])),
+                        Arc::new(StringArray::from(vec![
+                            plan.display_indent().to_string(),
+                            physical_text.trim_end().to_string(),
+                        ])),
+                    ],
+                )
+                .map_err(|e| SqlError::internal(e.to_string()))?;
+                rows_of(schema, vec![batch])
+            }
+            Statement::Explain { statement, .. } => {
+                if !matches!(statement.as_ref(), Statement::Query(_)) {
+                    return Err(SqlError::unsupported(format!(
+                        "EXPLAIN of {} is not supported",
+                        statement_kind(statement)
+                    )));
+                }
+                self.check_supported(statement)?;
+                let plan = self.bind(self.plan(stmt).await?, params)?;
+                self.slot.set(Some(txn.clone()));
+                let physical = self.state.create_physical_plan(&plan).await;
+                self.slot.set(None);
+                let stream = execute_stream(physical?, self.state.task_ctx())?;
+                Ok(StatementOutput::Rows(stream))
+            }
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(variable),
+            Statement::Discard { .. } => {
+                self.require_autocommit(autocommit, "DISCARD ALL")?;
+                self.inner.lock().vars =
+                    SETTINGS.iter().map(|(n, v)| (*n, v.to_string())).collect();
+                Ok(StatementOutput::Command {
+                    tag: "DISCARD ALL".into(),
+                    rows: None,
+                })
+            }
+            other => Err(SqlError::unsupported(format!(
+                "{} is not supported",
+                statement_kind(other)
+            ))),
+        }
+    }
+
+    fn require_autocommit(&self, autocommit: bool, what: &str) -> SqlResult<()> {
+        if autocommit {
+            Ok(())
+        } else {
+            Err(SqlError::new(
+                sqlstate::ACTIVE_SQL_TRANSACTION,
+                format!("{what} cannot run inside a transaction block"),
+            ))
+        }
+    }
+
+    fn bind(&self, plan: LogicalPlan, params: Option<ParamValues>) -> SqlResult<LogicalPlan> {
+        match params {
+            Some(p) => Ok(plan.with_param_values(p)?),
+            None => Ok(plan),
+        }
+    }
+
+    fn set(&self, set: &Set) -> SqlResult<StatementOutput> {
+        let done = || {
+            Ok(StatementOutput::Command {
+                tag: "SET".into(),
+                rows: None,
+            })
+        };
+        match set {
+            Set::SingleAssignment {
+                variable, values, ..
+            } => {
+                let raw = variable.to_string();
+                let name = setting_name(&raw).ok_or_else(|| {
+                    SqlError::new(
+                        sqlstate::UNDEFINED_OBJECT,
+                        format!("unrecognized configuration parameter \"{raw}\""),
+                    )
+                })?;
+                let value = values.iter().map(value_text).collect::<Vec<_>>().join(", ");
+                let value = if value.eq_ignore_ascii_case("default") {
+                    SETTINGS
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default()
+                } else {
+                    value
+                };
+                match name {
+                    "timezone" if !is_utc(&value) => {
+                        return Err(SqlError::unsupported(format!(
+                            "time zone \"{value}\" is not supported; sessions run in UTC"
+                        )));
+                    }
+                    "client_encoding"
+                        if !matches!(
+                            value.to_ascii_uppercase().as_str(),
+                            "UTF8" | "UTF-8" | "UNICODE"
+                        ) =>
+                    {
+                        return Err(SqlError::unsupported(format!(
+                            "client encoding \"{value}\" is not supported; use UTF8"
+                        )));
+                    }
+                    "statement_timeout"
+                    | "lock_timeout"
+                    | "idle_in_transaction_session_timeout"
+                        if parse_duration_setting(&value).is_none() =>
+                    {
+                        return Err(SqlError::new(
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!("invalid value for parameter \"{name}\": \"{value}\""),
+                        ));
+                    }
+                    "server_version"
+                    | "server_version_num"
+                    | "server_encoding"
+                    | "integer_datetimes"
+                    | "transaction_isolation"
+                    | "transaction_read_only" => {
+                        return Err(SqlError::new(
+                            "55P02",
+                            format!("parameter \"{name}\" cannot be changed"),
+                        ));
+                    }
+                    "default_transaction_isolation"
+                        if value.to_ascii_lowercase().contains("serializable") =>
+                    {
+                        return Err(SqlError::unsupported(
+                            "SERIALIZABLE isolation is not supported; use REPEATABLE READ",
+                        ));
+                    }
+                    _ => {}
+                }
+                self.inner.lock().vars.insert(name, value);
+                done()
+            }
+            Set::SetTimeZone { value, .. } => {
+                let v = value_text(value);
+                if !is_utc(&v) {
+                    return Err(SqlError::unsupported(format!(
+                        "time zone \"{v}\" is not supported; sessions run in UTC"
+                    )));
+                }
+                self.inner.lock().vars.insert("timezone", "UTC".into());
+                done()
+            }
+            Set::SetNames { charset_name, .. } => {
+                if !matches!(
+                    charset_name.value.to_ascii_uppercase().as_str(),
+                    "UTF8" | "UTF-8" | "UNICODE"
+                ) {
+                    return Err(SqlError::unsupported("only UTF8 is supported"));
+                }
+                done()
+            }
+            Set::SetTransaction { modes, session, .. } => {
+                let read_only = check_isolation(modes)?;
+                let mut inner = self.inner.lock();
+                if let (Some(ro), TxnState::Open { read_only, .. }) = (read_only, &mut inner.txn) {
+                    *read_only = ro;
+                }
+                if *session && let Some(ro) = read_only {
+                    inner.vars.insert(
+                        "default_transaction_read_only",
+                        if ro { "on" } else { "off" }.into(),
+                    );
+                }
+                done()
+            }
+            other => Err(SqlError::unsupported(format!("{other} is not supported"))),
+        }
+    }
+
+    fn show(&self, variable: &[ast::Ident]) -> SqlResult<StatementOutput> {
+        let raw = variable
+            .iter()
+            .map(|i| i.value.clone())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let inner = self.inner.lock();
+        if raw.eq_ignore_ascii_case("all") {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", DataType::Utf8, false),
+                Field::new("setting", DataType::Utf8, false),
+            ]));
+            let names: Vec<&str> = inner.vars.keys().copied().collect();
+            let values: Vec<String> = inner.vars.values().cloned().collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(names)),
+                    Arc::new(StringArray::from(values)),
+                ],
+            )
+            .map_err(|e| SqlError::internal(e.to_string()))?;
+            drop(inner);
+            return rows_of(schema, vec![batch]);
+        }
+        let key = if raw.eq_ignore_ascii_case("transaction isolation level") {
+            "transaction_isolation"
+        } else if raw.eq_ignore_ascii_case("time zone") {
+            "timezone"
+        } else {
+            setting_name(&raw).ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::UNDEFINED_OBJECT,
+                    format!("unrecognized configuration parameter \"{raw}\""),
+                )
+            })?
+        };
+        let value = inner.vars.get(key).cloned().unwrap_or_default();
+        drop(inner);
+        one_column_rows(key, vec![value])
+    }
+
+    /// Collects a statement's rows (for tests and internal callers).
+    pub async fn query(&self, sql: &str) -> SqlResult<Vec<RecordBatch>> {
+        let stmts = parse_sql(sql)?;
+        let mut out = Vec::new();
+        for stmt in &stmts {
+            if let StatementOutput::Rows(mut stream) = self.execute(stmt, None).await? {
+                while let Some(batch) = stream.next().await {
+                    out.push(batch?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses SQL text with the PostgreSQL dialect.
+pub fn parse_sql(sql: &str) -> SqlResult<Vec<Statement>> {
+    Ok(datafusion::sql::sqlparser::parser::Parser::parse_sql(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+        sql,
+    )?)
+}
+
+/// A short name of the statement's kind, for messages.
+pub fn statement_kind(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    match words.as_slice() {
+        [a, b] if matches!(a.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER") => {
+            format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase())
+        }
+        [a, ..] => a.to_ascii_uppercase(),
+        [] => "statement".into(),
+    }
+}
