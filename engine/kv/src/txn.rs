@@ -314,20 +314,15 @@ impl Transaction {
                 one_pc: false,
             });
         }
-        if keys <= self.options.max_batch_keys && buffer.bytes <= self.options.max_batch_bytes {
-            let groups = self
-                .client
-                .group_by_range(mutations.clone(), |m| m.key.as_slice())
-                .await?;
-            if groups.len() == 1 {
-                if let Some(commit_ts) = self.one_pc(mutations.clone()).await? {
-                    return Ok(CommitInfo {
-                        commit_ts: Some(commit_ts),
-                        keys,
-                        one_pc: true,
-                    });
-                }
-            }
+        if keys <= self.options.max_batch_keys
+            && buffer.bytes <= self.options.max_batch_bytes
+            && let Some(commit_ts) = self.one_pc(&mutations).await?
+        {
+            return Ok(CommitInfo {
+                commit_ts: Some(commit_ts),
+                keys,
+                one_pc: true,
+            });
         }
         let commit_ts = self.two_pc(mutations, buffer.bytes).await?;
         Ok(CommitInfo {
@@ -339,7 +334,7 @@ impl Transaction {
 
     /// Tries a one-phase commit; `Ok(None)` when the keys turned out to span
     /// several ranges (the caller falls back to two-phase commit).
-    async fn one_pc(&self, mutations: Vec<Mutation>) -> Result<Option<Timestamp>> {
+    async fn one_pc(&self, mutations: &[Mutation]) -> Result<Option<Timestamp>> {
         let deadline = Instant::now() + self.client.retry_policy().lock_wait;
         let first = mutations[0].key.clone();
         for attempt in 0..self.client.retry_policy().max_route_attempts * 4 {
@@ -348,7 +343,7 @@ impl Transaction {
                 return Ok(None);
             }
             let write = KvWrite::OnePc {
-                mutations: mutations.clone(),
+                mutations: mutations.to_vec(),
                 start_ts: self.start_ts,
             };
             match self.client.write_at(&loc, write).await {

@@ -168,8 +168,6 @@ fn classify_cast(msg: &str) -> &'static str {
         sqlstate::NUMERIC_VALUE_OUT_OF_RANGE
     } else if lower.contains("divide by zero") || lower.contains("division by zero") {
         sqlstate::DIVISION_BY_ZERO
-    } else if lower.contains("timestamp") || lower.contains("date") {
-        sqlstate::INVALID_TEXT_REPRESENTATION
     } else {
         sqlstate::INVALID_TEXT_REPRESENTATION
     }

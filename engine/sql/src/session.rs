@@ -408,12 +408,10 @@ impl Session {
                     return Err(SqlError::unsupported("multi-table DELETE is not supported"));
                 }
             }
-            Statement::Query(q) => {
-                if q.locks.iter().any(|_| true) {
-                    return Err(SqlError::unsupported(
-                        "SELECT ... FOR UPDATE/SHARE is not supported",
-                    ));
-                }
+            Statement::Query(q) if !q.locks.is_empty() => {
+                return Err(SqlError::unsupported(
+                    "SELECT ... FOR UPDATE/SHARE is not supported",
+                ));
             }
             _ => {}
         }
@@ -552,10 +550,8 @@ impl Session {
         match stmt {
             Statement::Query(_) => {
                 let plan = self.bind(self.plan(stmt).await?, params)?;
-                self.slot.set(Some(txn.clone()));
-                let physical = self.state.create_physical_plan(&plan).await;
-                self.slot.set(None);
-                let stream = execute_stream(physical?, self.state.task_ctx())?;
+                let physical = self.physical_plan(&plan, txn).await?;
+                let stream = execute_stream(physical, self.state.task_ctx())?;
                 Ok(StatementOutput::Rows(stream))
             }
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -610,10 +606,7 @@ impl Session {
                 let LogicalPlan::Dml(dml) = &plan else {
                     return Err(SqlError::internal("DML statement did not plan to DML"));
                 };
-                self.slot.set(Some(txn.clone()));
-                let physical = self.state.create_physical_plan(&dml.input).await;
-                self.slot.set(None);
-                let physical = physical?;
+                let physical = self.physical_plan(&dml.input, txn).await?;
                 let header = format!("HoloWriteExec: op={}, table={}", dml.op, dml.table_name);
                 let physical_text = format!(
                     "{header}\n  {}",
@@ -648,10 +641,8 @@ impl Session {
                 }
                 self.check_supported(statement)?;
                 let plan = self.bind(self.plan(stmt).await?, params)?;
-                self.slot.set(Some(txn.clone()));
-                let physical = self.state.create_physical_plan(&plan).await;
-                self.slot.set(None);
-                let stream = execute_stream(physical?, self.state.task_ctx())?;
+                let physical = self.physical_plan(&plan, txn).await?;
+                let stream = execute_stream(physical, self.state.task_ctx())?;
                 Ok(StatementOutput::Rows(stream))
             }
             Statement::Set(set) => self.set(set),
@@ -670,6 +661,18 @@ impl Session {
                 statement_kind(other)
             ))),
         }
+    }
+
+    /// Plans `plan` physically with `txn` installed for the scans.
+    async fn physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        txn: &Arc<Transaction>,
+    ) -> SqlResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.slot.set(Some(txn.clone()));
+        let physical = self.state.create_physical_plan(plan).await;
+        self.slot.set(None);
+        Ok(physical?)
     }
 
     fn require_autocommit(&self, autocommit: bool, what: &str) -> SqlResult<()> {

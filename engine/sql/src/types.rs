@@ -19,7 +19,7 @@ pub const UTC: &str = "+00:00";
 
 /// A column type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum SqlType {
     /// `BOOLEAN`
     Boolean,

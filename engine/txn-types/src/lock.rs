@@ -166,7 +166,7 @@ mod tests {
         let mut bytes = lock.to_bytes();
         bytes.extend_from_slice(b"zfuture");
         assert_eq!(Lock::from_bytes(&bytes).unwrap(), lock);
-        assert!(Lock::from_bytes(&[b'X']).is_err());
+        assert!(Lock::from_bytes(b"X").is_err());
         assert!(Lock::from_bytes(&[]).is_err());
     }
 }

@@ -129,7 +129,7 @@ impl RowCodec {
     /// order).
     fn encode_key_row(
         &self,
-        readers: &[ColumnReader<'_>],
+        readers: &[&ColumnReader<'_>],
         i: usize,
         out: &mut Vec<u8>,
     ) -> SqlResult<()> {
@@ -159,26 +159,12 @@ impl RowCodec {
             .zip(&self.columns)
             .map(|(a, c)| ColumnReader::new(a, c.ty))
             .collect::<SqlResult<Vec<_>>>()?;
-        let pk_readers: Vec<&ColumnReader<'_>> = self.pk.iter().map(|&i| &readers[i]).collect();
+        let pk_readers: Vec<&ColumnReader<'_>> = self.pk.iter().map(|&c| &readers[c]).collect();
         let rows = arrays.first().map_or(0, |a| a.len());
         let mut out = Vec::with_capacity(rows);
         for i in 0..rows {
             let mut key = Vec::with_capacity(self.prefix.len() + 16);
-            key.extend_from_slice(&self.prefix);
-            for (k, r) in pk_readers.iter().enumerate() {
-                if r.is_null(i) {
-                    let col = &self.columns[self.pk[k]];
-                    return Err(SqlError::new(
-                        sqlstate::NOT_NULL_VIOLATION,
-                        format!(
-                            "null value in column \"{}\" violates not-null constraint",
-                            col.name
-                        ),
-                    ));
-                }
-                key.push(TAG_VALUE);
-                r.write_key(i, &mut key);
-            }
+            self.encode_key_row(&pk_readers, i, &mut key)?;
             let mut value = Vec::with_capacity(32);
             value.push(ROW_FORMAT_V1);
             value.extend_from_slice(&self.schema_version.to_be_bytes());
@@ -211,6 +197,7 @@ impl RowCodec {
             .zip(&self.pk)
             .map(|(a, &c)| ColumnReader::new(a, self.columns[c].ty))
             .collect::<SqlResult<Vec<_>>>()?;
+        let readers: Vec<&ColumnReader<'_>> = readers.iter().collect();
         let rows = conformed.first().map_or(0, |a| a.len());
         let mut out = Vec::with_capacity(rows);
         for i in 0..rows {

@@ -257,7 +257,7 @@ fn bytea_from_text(array: &ArrayRef) -> SqlResult<ArrayRef> {
                 .copied()
                 .filter(|b| !b.is_ascii_whitespace())
                 .collect();
-            if digits.len() % 2 != 0 {
+            if !digits.len().is_multiple_of(2) {
                 return Err(invalid());
             }
             let mut bytes = Vec::with_capacity(digits.len() / 2);

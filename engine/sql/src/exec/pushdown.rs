@@ -217,8 +217,7 @@ pub fn plan_spans(entry: &TableEntry, filters: &[&Expr]) -> SpanPlan {
     let mut spans: Option<Vec<KeySpan>> = None;
     let mut fixed = 0;
 
-    for pos in 0..pk.len() {
-        let ty = types[pos];
+    for (pos, &ty) in types.iter().enumerate() {
         let eq = bounds.iter().enumerate().find_map(|(i, b)| match b {
             Some((p, Bound::Eq(values))) if *p == pos => Some((i, values)),
             _ => None,

@@ -181,11 +181,9 @@ impl<'a> MvccReader<'a> {
     fn load_data(&self, enc: &[u8], start_ts: Timestamp) -> Result<Vec<u8>> {
         self.snapshot
             .get_cf(self.engine.cf(CF_DATA)?, with_ts(enc, start_ts))?
-            .ok_or_else(|| {
-                StorageError::Decode(holo_txn_types::DecodeError::Corrupt(
-                    "write record without its value",
-                ))
-            })
+            .ok_or(StorageError::Decode(holo_txn_types::DecodeError::Corrupt(
+                "write record without its value",
+            )))
     }
 
     /// The value of `key` visible at `opts.read_ts`, or a `Locked` error when
@@ -324,35 +322,5 @@ impl<'a> MvccReader<'a> {
         }
         it.status()?;
         Ok(out)
-    }
-
-    /// Distinct raw user keys that have write records in `[start, end)`,
-    /// beginning at `start`, at most `limit`; used by garbage collection.
-    pub fn user_keys(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
-        let lower = encode_key(start);
-        let upper = (!end.is_empty()).then(|| encode_key(end));
-        let mut it = self.write_iter(lower.clone(), upper)?;
-        it.seek(&lower);
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut last: Vec<u8> = Vec::new();
-        while let Some((k, _)) = it.item() {
-            let (enc, _) = split_versioned(k)?;
-            if enc != last.as_slice() {
-                let raw = decode_key(enc)?;
-                if keys.len() == limit {
-                    return Ok((keys, Some(raw)));
-                }
-                last = enc.to_vec();
-                keys.push(raw);
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok((keys, None))
     }
 }

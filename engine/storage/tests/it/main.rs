@@ -17,6 +17,12 @@ pub struct TestStore {
     _dir: TempDir,
 }
 
+impl Default for TestStore {
+    fn default() -> Self {
+        TestStore::new()
+    }
+}
+
 impl TestStore {
     pub fn new() -> TestStore {
         let dir = tempfile::tempdir().unwrap();

@@ -50,10 +50,13 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// commit_ts -> (start_ts, value or tombstone)
+type Versions = BTreeMap<u64, (u64, Option<Vec<u8>>)>;
+
 #[derive(Debug, Default)]
 struct Model {
-    /// key -> commit_ts -> (start_ts, value or tombstone)
-    versions: BTreeMap<Vec<u8>, BTreeMap<u64, (u64, Option<Vec<u8>>)>>,
+    /// key -> versions
+    versions: BTreeMap<Vec<u8>, Versions>,
     /// key -> (start_ts, mutation)
     locks: HashMap<Vec<u8>, (u64, Mutation)>,
     /// (key, start_ts) rollback fences
@@ -101,7 +104,7 @@ impl Model {
                 .filter(|(k, ts)| *k == m.key && *ts >= start)
                 .map(|(_, ts)| (*ts, *ts, true)),
         );
-        records.sort_by(|a, b| b.0.cmp(&a.0));
+        records.sort_by_key(|r| std::cmp::Reverse(r.0));
         for (_, s, is_rollback) in records {
             if s == start {
                 return if is_rollback {
