@@ -56,6 +56,7 @@ impl RetryPolicy {
 
 /// The KV client of one node.
 pub struct KvClient {
+    active: Arc<crate::active::ActiveTxns>,
     cache: RangeCache,
     nodes: RwLock<HashMap<u64, Arc<dyn RangeService>>>,
     tso: Arc<dyn TimestampOracle>,
@@ -80,11 +81,17 @@ impl KvClient {
         retry: RetryPolicy,
     ) -> KvClient {
         KvClient {
+            active: crate::active::ActiveTxns::new(),
             cache: RangeCache::new(directory),
             nodes: RwLock::new(nodes.into_iter().map(|n| (n.node_id(), n)).collect()),
             tso,
             retry,
         }
+    }
+
+    /// Open transactions of this client (they bound garbage collection).
+    pub fn active(&self) -> &Arc<crate::active::ActiveTxns> {
+        &self.active
     }
 
     /// The timestamp oracle.

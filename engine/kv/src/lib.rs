@@ -14,8 +14,10 @@
 //!   writes, one-phase commit on one range, Percolator two-phase commit across
 //!   ranges.
 
+pub mod active;
 pub mod client;
 pub mod error;
+pub mod gc;
 pub mod latch;
 pub mod lock_resolver;
 pub mod node;

@@ -69,6 +69,9 @@ enum State {
 /// the transaction's own buffered writes; nothing is written to the store
 /// before [`Transaction::commit`].
 pub struct Transaction {
+    /// Registration among the open transactions; released when the
+    /// transaction ends.
+    active: Mutex<Option<crate::active::ActiveGuard>>,
     client: Arc<KvClient>,
     start_ts: Timestamp,
     options: TxnOptions,
@@ -89,13 +92,26 @@ impl std::fmt::Debug for Transaction {
 impl Transaction {
     /// Begins a transaction with a fresh start timestamp.
     pub async fn begin(client: Arc<KvClient>, options: TxnOptions) -> Result<Transaction> {
+        let mut guard = client.active().starting();
         let start_ts = client.now().await?;
-        Ok(Transaction::at(client, start_ts, options))
+        guard.started(start_ts);
+        Ok(Transaction::with_guard(client, start_ts, options, guard))
     }
 
     /// A transaction reading at `start_ts`.
     pub fn at(client: Arc<KvClient>, start_ts: Timestamp, options: TxnOptions) -> Transaction {
+        let guard = client.active().register(start_ts);
+        Transaction::with_guard(client, start_ts, options, guard)
+    }
+
+    fn with_guard(
+        client: Arc<KvClient>,
+        start_ts: Timestamp,
+        options: TxnOptions,
+        guard: crate::active::ActiveGuard,
+    ) -> Transaction {
         Transaction {
+            active: Mutex::new(Some(guard)),
             client,
             start_ts,
             options,
@@ -282,6 +298,7 @@ impl Transaction {
     pub fn rollback(&self) {
         *self.state.lock() = State::Done;
         self.discard_writes();
+        self.active.lock().take();
     }
 
     /// Commits the buffered writes atomically: one-phase when they fit one
@@ -297,6 +314,7 @@ impl Transaction {
         let buffer = std::mem::take(&mut *self.buffer.lock());
         let result = self.commit_buffer(buffer).await;
         *self.state.lock() = State::Done;
+        self.active.lock().take();
         result
     }
 

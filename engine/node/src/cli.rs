@@ -54,4 +54,13 @@ pub struct StartArgs {
     /// Most concurrent client connections (0 = unlimited).
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+
+    /// How long old row versions stay readable before garbage collection
+    /// (e.g. 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub gc_ttl: std::time::Duration,
+
+    /// Time between garbage-collection rounds.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub gc_interval: std::time::Duration,
 }

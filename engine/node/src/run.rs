@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use holo_kv::client::RetryPolicy;
+use holo_kv::gc::{GcConfig, GcWorker};
 use holo_kv::service::{RangeDirectory, RangeService};
 use holo_kv::{KvClient, LocalNode};
 use holo_pg_server::{PgServer, ServerOptions};
@@ -51,6 +52,9 @@ async fn start(args: StartArgs) -> Result<(), NodeError> {
             "only --single-node is available in this version (multi-node clusters are not built yet)".into(),
         ));
     }
+    if args.gc_interval < std::time::Duration::from_secs(1) {
+        return Err(NodeError::Args("--gc-interval must be at least 1s".into()));
+    }
     let engine_options = EngineOptions {
         sync_writes: !args.no_sync_writes,
         block_cache_bytes: args.block_cache_mib << 20,
@@ -68,7 +72,17 @@ async fn start(args: StartArgs) -> Result<(), NodeError> {
         node.tso(),
         RetryPolicy::default(),
     ));
-    let engine = SqlEngine::new(kv, SqlOptions::default()).await?;
+    let engine = SqlEngine::new(kv.clone(), SqlOptions::default()).await?;
+    let gc = GcWorker::new(
+        node.clone(),
+        kv,
+        GcConfig {
+            interval: args.gc_interval,
+            ttl: args.gc_ttl,
+            ..GcConfig::default()
+        },
+    );
+    tokio::spawn(gc.run());
     let server = PgServer::bind(
         args.pg_listen,
         engine,

@@ -46,3 +46,5 @@ pub fn cluster(splits: &[&[u8]]) -> Cluster {
         _dir: dir,
     }
 }
+
+mod gc;

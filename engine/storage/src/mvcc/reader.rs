@@ -323,4 +323,57 @@ impl<'a> MvccReader<'a> {
         it.status()?;
         Ok(out)
     }
+
+    /// Keys in `[start, end)` that garbage collection at `safe_point` would
+    /// change: more than one record at or below the safe point, or a single
+    /// one that is not a Put. At most `limit` keys; also returns where to
+    /// continue.
+    pub fn gc_candidates(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        safe_point: Timestamp,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+        let lower = encode_key(start);
+        let upper = (!end.is_empty()).then(|| encode_key(end));
+        let mut it = self.write_iter(lower.clone(), upper)?;
+        it.seek(&lower);
+        let mut out = Vec::new();
+        let mut current: Vec<u8> = Vec::new();
+        let mut below = 0usize;
+        let mut first_below_is_put = false;
+        let finish = |enc: &[u8], below: usize, put: bool, out: &mut Vec<Vec<u8>>| -> Result<()> {
+            if below >= 2 || (below == 1 && !put) {
+                out.push(decode_key(enc)?);
+            }
+            Ok(())
+        };
+        while let Some((k, v)) = it.item() {
+            let (enc, commit_ts) = split_versioned(k)?;
+            if enc != current.as_slice() {
+                if !current.is_empty() {
+                    finish(&current, below, first_below_is_put, &mut out)?;
+                    if out.len() >= limit {
+                        return Ok((out, Some(decode_key(enc)?)));
+                    }
+                }
+                current = enc.to_vec();
+                below = 0;
+                first_below_is_put = false;
+            }
+            if commit_ts <= safe_point {
+                if below == 0 {
+                    first_below_is_put = Write::from_bytes(v)?.write_type == WriteType::Put;
+                }
+                below += 1;
+            }
+            it.next();
+        }
+        it.status()?;
+        if !current.is_empty() {
+            finish(&current, below, first_below_is_put, &mut out)?;
+        }
+        Ok((out, None))
+    }
 }
