@@ -70,6 +70,9 @@ pub struct MvccReader<'a> {
 
 type RawIter<'a> = DBRawIteratorWithThreadMode<'a, DB>;
 
+/// Raw keys and where to continue (`None` when the span is done).
+pub type KeyBatch = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
 impl<'a> MvccReader<'a> {
     /// A reader over a fresh snapshot of `engine`.
     pub fn new(engine: &'a Engine) -> MvccReader<'a> {
@@ -334,7 +337,7 @@ impl<'a> MvccReader<'a> {
         end: &[u8],
         safe_point: Timestamp,
         limit: usize,
-    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+    ) -> Result<KeyBatch> {
         let lower = encode_key(start);
         let upper = (!end.is_empty()).then(|| encode_key(end));
         let mut it = self.write_iter(lower.clone(), upper)?;
