@@ -11,7 +11,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::Sink;
-use holo_sql::{Described, Session, SqlEngine, SqlError, StatementOutput, sqlstate};
+use holo_sql::{PreparedStatement, Session, SqlEngine, SqlError, StatementOutput, sqlstate};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -39,16 +39,28 @@ fn session_of(client: &(impl ClientInfo + ?Sized)) -> PgWireResult<Arc<Session>>
         .ok_or_else(|| pg_error(SqlError::internal("connection has no session")))
 }
 
+/// What to run: a parsed statement (simple protocol) or a prepared one.
+enum Runnable<'a> {
+    Statement(&'a Statement),
+    Prepared(&'a PreparedStatement),
+}
+
 /// Runs one statement under the session's statement timeout.
 async fn run_statement(
     session: &Arc<Session>,
-    stmt: &Statement,
+    what: Runnable<'_>,
     params: Option<ParamValues>,
 ) -> Result<(StatementOutput, Option<Instant>), SqlError> {
+    let run = async {
+        match what {
+            Runnable::Statement(stmt) => session.execute(stmt, params).await,
+            Runnable::Prepared(p) => session.execute_prepared(p, params).await,
+        }
+    };
     match session.statement_timeout() {
         Some(timeout) => {
             let deadline = Instant::now() + timeout;
-            match tokio::time::timeout(timeout, session.execute(stmt, params)).await {
+            match tokio::time::timeout(timeout, run).await {
                 Ok(res) => res.map(|out| (out, Some(deadline))),
                 Err(_) => {
                     session.fail_transaction();
@@ -56,7 +68,7 @@ async fn run_statement(
                 }
             }
         }
-        None => session.execute(stmt, params).await.map(|out| (out, None)),
+        None => run.await.map(|out| (out, None)),
     }
 }
 
@@ -90,12 +102,7 @@ impl NoopStartupHandler for HoloStartup {
 
 /// A statement prepared by the extended protocol.
 #[derive(Clone, Debug)]
-pub struct Prepared {
-    /// The statement.
-    pub stmt: Statement,
-    /// Its parameter and result types.
-    pub described: Described,
-}
+pub struct Prepared(pub PreparedStatement);
 
 /// Parses and describes statements for the extended protocol.
 pub struct HoloQueryParser {
@@ -133,12 +140,13 @@ impl QueryParser for HoloQueryParser {
             return Ok(None);
         };
         let session = session_of(client)?;
-        let described = session.describe(&stmt).await.map_err(pg_error)?;
-        Ok(Some(Prepared { stmt, described }))
+        let prepared = session.prepare(stmt).await.map_err(pg_error)?;
+        Ok(Some(Prepared(prepared)))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
-        stmt.described
+        stmt.0
+            .described
             .param_types
             .iter()
             .map(pg_param_type)
@@ -150,7 +158,7 @@ impl QueryParser for HoloQueryParser {
         stmt: &Prepared,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match &stmt.described.schema {
+        match &stmt.0.described.schema {
             Some(schema) => arrow_schema_to_pg_fields(
                 schema,
                 column_format.unwrap_or(&Format::UnifiedText),
@@ -163,7 +171,7 @@ impl QueryParser for HoloQueryParser {
 
 /// Decodes bound parameters and conforms them to the planned types.
 fn bind_parameters(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
-    let planned = &portal.statement.statement.described.param_types;
+    let planned = &portal.statement.statement.0.described.param_types;
     if portal.parameter_len() != planned.len() {
         return Err(pg_error(SqlError::new(
             "08P01",
@@ -223,7 +231,7 @@ impl SimpleQueryHandler for HoloQueryHandler {
         }
         let mut responses = Vec::with_capacity(stmts.len());
         for stmt in &stmts {
-            match run_statement(&session, stmt, None).await {
+            match run_statement(&session, Runnable::Statement(stmt), None).await {
                 Ok((output, deadline)) => {
                     responses.push(response(
                         output,
@@ -276,10 +284,11 @@ impl ExtendedQueryHandler for HoloQueryHandler {
     {
         let session = session_of(client)?;
         let params = bind_parameters(portal).inspect_err(|_| session.fail_transaction())?;
-        let stmt = &portal.statement.statement.stmt;
-        let (output, deadline) = run_statement(&session, stmt, Some(params))
-            .await
-            .map_err(pg_error)?;
+        let prepared = &portal.statement.statement.0;
+        let (output, deadline) =
+            run_statement(&session, Runnable::Prepared(prepared), Some(params))
+                .await
+                .map_err(pg_error)?;
         response(output, &portal.result_column_format, session, deadline)
     }
 }

@@ -84,6 +84,7 @@ struct Cache {
 /// The catalog of the database: loads descriptors from the store, applies
 /// DDL transactionally and keeps an in-memory cache.
 pub struct Catalog {
+    version: std::sync::atomic::AtomicU64,
     kv: Arc<KvClient>,
     txn_options: TxnOptions,
     expr_ctx: SessionContext,
@@ -118,6 +119,7 @@ impl Catalog {
     /// fresh store, then loads every table descriptor.
     pub async fn open(kv: Arc<KvClient>, txn_options: TxnOptions) -> SqlResult<Arc<Catalog>> {
         let catalog = Arc::new(Catalog {
+            version: std::sync::atomic::AtomicU64::new(0),
             kv,
             txn_options,
             expr_ctx: SessionContext::new(),
@@ -194,7 +196,19 @@ impl Catalog {
             }
         }
         *self.cache.write() = cache;
+        self.bump_local_version();
         Ok(())
+    }
+
+    /// Changes whenever the cached catalog changes; prepared plans made at an
+    /// older version are re-planned.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_local_version(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// The table called `name` in `public`.
@@ -267,9 +281,12 @@ impl Catalog {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut cache = self.cache.write();
-        cache.by_id.insert(id, entry.clone());
-        cache.by_name.insert(desc.name.clone(), entry);
+        {
+            let mut cache = self.cache.write();
+            cache.by_id.insert(id, entry.clone());
+            cache.by_name.insert(desc.name.clone(), entry);
+        }
+        self.bump_local_version();
         Ok(true)
     }
 
@@ -303,6 +320,7 @@ impl Catalog {
             cache.by_id.remove(&desc.id);
             cache.by_name.remove(&desc.name);
         }
+        self.bump_local_version();
         // The table id is never reused, so its data can go physically.
         let prefix = table_prefix(desc.id);
         if let Err(e) = self.kv.clear_range(&prefix, &prefix_end(&prefix)).await {

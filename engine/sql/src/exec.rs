@@ -3,5 +3,6 @@
 //! ([`dml`]).
 
 pub mod dml;
+pub mod fast;
 pub mod pushdown;
 pub mod scan;

@@ -17,5 +17,5 @@ pub mod types;
 
 pub use engine::{SqlEngine, SqlOptions};
 pub use error::{SqlError, SqlResult, sqlstate};
-pub use session::{Described, Session, StatementOutput, TxnStatus};
+pub use session::{Described, PreparedStatement, Session, StatementOutput, TxnStatus};
 pub use types::SqlType;

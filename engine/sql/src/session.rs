@@ -8,8 +8,9 @@ use std::time::Duration;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{displayable, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -28,6 +29,7 @@ use crate::ddl;
 use crate::engine::SqlEngine;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::exec::dml::execute_dml;
+use crate::exec::fast::{FastOutput, FastPlan};
 
 /// What a statement produced.
 pub enum StatementOutput {
@@ -75,6 +77,24 @@ pub struct Described {
     pub param_types: Vec<Option<DataType>>,
     /// Result columns, for statements that return rows.
     pub schema: Option<SchemaRef>,
+}
+
+/// The cached plan of a prepared statement.
+#[derive(Debug, Clone)]
+struct Planned {
+    plan: LogicalPlan,
+    fast: Option<FastPlan>,
+    catalog_version: u64,
+}
+
+/// A statement prepared by [`Session::prepare`].
+#[derive(Debug, Clone)]
+pub struct PreparedStatement {
+    /// The statement.
+    pub stmt: Statement,
+    /// Its parameter and result types.
+    pub described: Described,
+    planned: Option<Planned>,
 }
 
 enum TxnState {
@@ -285,27 +305,51 @@ impl Session {
 
     /// Plans `stmt` without running it: parameter types and result columns.
     pub async fn describe(&self, stmt: &Statement) -> SqlResult<Described> {
-        match stmt {
+        Ok(self.prepare(stmt.clone()).await?.described)
+    }
+
+    /// Prepares `stmt` for repeated execution: types its parameters and
+    /// result, and keeps its logical plan (and fast path) until the catalog
+    /// changes.
+    pub async fn prepare(&self, stmt: Statement) -> SqlResult<PreparedStatement> {
+        let empty = Described {
+            param_types: Vec::new(),
+            schema: None,
+        };
+        if !matches!(
+            stmt,
             Statement::Query(_)
-            | Statement::Insert(_)
-            | Statement::Update(_)
-            | Statement::Delete(_) => {}
-            Statement::Explain { .. } | Statement::ShowVariable { .. } => {
-                return Ok(Described {
-                    param_types: Vec::new(),
-                    schema: None,
-                });
-            }
-            _ => {
-                return Ok(Described {
-                    param_types: Vec::new(),
-                    schema: None,
-                });
-            }
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+        ) {
+            return Ok(PreparedStatement {
+                stmt,
+                described: empty,
+                planned: None,
+            });
         }
-        self.check_supported(stmt)?;
-        let plan = self.plan(stmt).await?;
-        let types = plan.get_parameter_types()?;
+        self.check_supported(&stmt)?;
+        let catalog_version = self.engine.catalog().version();
+        let plan = self.plan(&stmt).await?;
+        let mut types = plan.get_parameter_types()?;
+        // `$1::bigint`: a parameter typed only by its cast takes the cast's type.
+        if types.values().any(Option::is_none) {
+            plan.apply(|node| {
+                for expr in node.expressions() {
+                    expr.apply(|e| {
+                        if let Expr::Cast(c) = e
+                            && let Expr::Placeholder(p) = c.expr.as_ref()
+                            && let Some(slot @ None) = types.get_mut(&p.id)
+                        {
+                            *slot = Some(c.field.data_type().clone());
+                        }
+                        Ok(TreeNodeRecursion::Continue)
+                    })?;
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
         let mut ordered: Vec<(usize, Option<DataType>)> = types
             .into_iter()
             .map(|(id, t)| {
@@ -330,13 +374,22 @@ impl Session {
             }
             param_types[n - 1] = t;
         }
-        let schema = match plan {
+        let schema = match &plan {
             LogicalPlan::Dml(_) => None,
             other => Some(Arc::new(other.schema().as_arrow().clone())),
         };
-        Ok(Described {
-            param_types,
-            schema,
+        let fast = FastPlan::detect(&plan);
+        Ok(PreparedStatement {
+            stmt,
+            described: Described {
+                param_types,
+                schema,
+            },
+            planned: Some(Planned {
+                plan,
+                fast,
+                catalog_version,
+            }),
         })
     }
 
@@ -424,6 +477,29 @@ impl Session {
         stmt: &Statement,
         params: Option<ParamValues>,
     ) -> SqlResult<StatementOutput> {
+        self.execute_inner(stmt, None, params).await
+    }
+
+    /// Runs a prepared statement, reusing its plan while the catalog is
+    /// unchanged.
+    pub async fn execute_prepared(
+        &self,
+        prepared: &PreparedStatement,
+        params: Option<ParamValues>,
+    ) -> SqlResult<StatementOutput> {
+        let planned = prepared
+            .planned
+            .as_ref()
+            .filter(|p| p.catalog_version == self.engine.catalog().version());
+        self.execute_inner(&prepared.stmt, planned, params).await
+    }
+
+    async fn execute_inner(
+        &self,
+        stmt: &Statement,
+        planned: Option<&Planned>,
+        params: Option<ParamValues>,
+    ) -> SqlResult<StatementOutput> {
         match stmt {
             Statement::StartTransaction { modes, .. } => return self.begin(modes).await,
             Statement::Commit { chain: false, .. } => return self.commit().await,
@@ -467,7 +543,13 @@ impl Session {
                 "cannot execute a write in a read-only transaction",
             ));
         }
-        let result = self.run(stmt, params, &txn, autocommit).await;
+        let result = match planned {
+            Some(p) => {
+                self.run_plan(&p.plan, p.fast.as_ref(), params, &txn, autocommit)
+                    .await
+            }
+            None => self.run(stmt, params, &txn, autocommit).await,
+        };
         if result.is_err() && !autocommit {
             self.fail_transaction();
         }
@@ -548,29 +630,14 @@ impl Session {
     ) -> SqlResult<StatementOutput> {
         self.check_supported(stmt)?;
         match stmt {
-            Statement::Query(_) => {
-                let plan = self.bind(self.plan(stmt).await?, params)?;
-                let physical = self.physical_plan(&plan, txn).await?;
-                let stream = execute_stream(physical, self.state.task_ctx())?;
-                Ok(StatementOutput::Rows(stream))
-            }
-            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
-                let plan = self.bind(self.plan(stmt).await?, params)?;
-                let LogicalPlan::Dml(dml) = plan else {
-                    return Err(SqlError::internal("DML statement did not plan to DML"));
-                };
-                self.slot.set(Some(txn.clone()));
-                let rows =
-                    execute_dml(&self.state, txn, self.engine.catalog(), &dml, !autocommit).await;
-                self.slot.set(None);
-                let rows = rows?;
-                if autocommit {
-                    txn.commit().await.map_err(|e| self.kv_error(e))?;
-                }
-                Ok(StatementOutput::Command {
-                    tag: dml_tag(&dml.op).to_string(),
-                    rows: Some(rows),
-                })
+            Statement::Query(_)
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {
+                let plan = self.plan(stmt).await?;
+                let fast = FastPlan::detect(&plan);
+                self.run_plan(&plan, fast.as_ref(), params, txn, autocommit)
+                    .await
             }
             Statement::CreateTable(ct) => {
                 self.require_autocommit(autocommit, "CREATE TABLE")?;
@@ -660,6 +727,64 @@ impl Session {
                 "{} is not supported",
                 statement_kind(other)
             ))),
+        }
+    }
+
+    /// Runs a planned query or DML statement: on its fast path when it has
+    /// one (and its table is unchanged), otherwise through DataFusion.
+    async fn run_plan(
+        &self,
+        plan: &LogicalPlan,
+        fast: Option<&FastPlan>,
+        params: Option<ParamValues>,
+        txn: &Arc<Transaction>,
+        autocommit: bool,
+    ) -> SqlResult<StatementOutput> {
+        let tag = match plan {
+            LogicalPlan::Dml(dml) => Some(dml_tag(&dml.op)),
+            _ => None,
+        };
+        if let Some(fast) = fast {
+            let current = self.engine.catalog().table(&fast.entry().desc.name);
+            if current.is_some_and(|t| Arc::ptr_eq(&t, fast.entry())) {
+                let out = fast
+                    .execute(&self.state, txn, params.as_ref(), !autocommit)
+                    .await?;
+                return match out {
+                    FastOutput::Rows(batch) => rows_of(batch.schema(), vec![batch]),
+                    FastOutput::Written(rows) => {
+                        if autocommit {
+                            txn.commit().await.map_err(|e| self.kv_error(e))?;
+                        }
+                        Ok(StatementOutput::Command {
+                            tag: tag.unwrap_or("UPDATE").to_string(),
+                            rows: Some(rows),
+                        })
+                    }
+                };
+            }
+        }
+        let plan = self.bind(plan.clone(), params)?;
+        match plan {
+            LogicalPlan::Dml(dml) => {
+                self.slot.set(Some(txn.clone()));
+                let rows =
+                    execute_dml(&self.state, txn, self.engine.catalog(), &dml, !autocommit).await;
+                self.slot.set(None);
+                let rows = rows?;
+                if autocommit {
+                    txn.commit().await.map_err(|e| self.kv_error(e))?;
+                }
+                Ok(StatementOutput::Command {
+                    tag: dml_tag(&dml.op).to_string(),
+                    rows: Some(rows),
+                })
+            }
+            plan => {
+                let physical = self.physical_plan(&plan, txn).await?;
+                let stream = execute_stream(physical, self.state.task_ctx())?;
+                Ok(StatementOutput::Rows(stream))
+            }
         }
     }
 

@@ -6,6 +6,7 @@ mod ddl;
 mod dml;
 mod durability;
 mod errors;
+mod fastpath;
 mod protocol;
 
 use std::io::{BufRead, BufReader};

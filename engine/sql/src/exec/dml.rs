@@ -89,7 +89,10 @@ fn assignment_sources(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<Vec<
 /// without an explicit cast (PostgreSQL's assignment rules, 42804). Returns,
 /// per column, whether text was assigned (BYTEA then parses PostgreSQL's
 /// text input format).
-fn check_assignment_types(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<Vec<bool>> {
+pub(crate) fn check_assignment_types(
+    input: &LogicalPlan,
+    entry: &TableEntry,
+) -> SqlResult<Vec<bool>> {
     let sources = assignment_sources(input, entry)?;
     let mut text = vec![false; sources.len()];
     for ((col, types), text) in entry.desc.columns.iter().zip(&sources).zip(text.iter_mut()) {
@@ -134,14 +137,14 @@ fn pg_type_name(t: &DataType) -> String {
 }
 
 /// Validates rows about to be written and conforms them to the column types.
-struct RowValidator {
+pub(crate) struct RowValidator {
     entry: Arc<TableEntry>,
     checks: Vec<(String, Arc<dyn PhysicalExpr>)>,
     text_sources: Vec<bool>,
 }
 
 impl RowValidator {
-    fn new(
+    pub(crate) fn new(
         state: &SessionState,
         entry: Arc<TableEntry>,
         text_sources: Vec<bool>,
@@ -161,7 +164,7 @@ impl RowValidator {
     }
 
     /// Conforms `columns` (table order) and checks every constraint.
-    fn validate(&self, columns: &[ArrayRef]) -> SqlResult<Vec<ArrayRef>> {
+    pub(crate) fn validate(&self, columns: &[ArrayRef]) -> SqlResult<Vec<ArrayRef>> {
         let table = &self.entry.desc.name;
         let mut out = Vec::with_capacity(columns.len());
         for (i, (array, col)) in columns.iter().zip(&self.entry.desc.columns).enumerate() {
@@ -395,16 +398,13 @@ pub async fn execute_dml(
             let mut puts = Vec::new();
             for_each_batch(state, &plan, |batch| {
                 let columns = validator.validate(&batch.columns()[..ncols])?;
-                let new_rows = entry.codec.encode_rows(&columns)?;
-                let old_keys = entry.codec.encode_keys(&batch.columns()[ncols..])?;
-                for ((key, value), old) in new_rows.into_iter().zip(old_keys) {
-                    if key == old {
-                        puts.push((key, MutationOp::Put(value)));
-                    } else {
-                        deletes.push((old, MutationOp::Delete));
-                        puts.push((key, MutationOp::Insert(value)));
-                    }
-                }
+                update_writes(
+                    &entry,
+                    &columns,
+                    &batch.columns()[ncols..],
+                    &mut deletes,
+                    &mut puts,
+                )?;
                 rows += batch.num_rows() as u64;
                 Ok(())
             })
@@ -441,20 +441,53 @@ pub async fn execute_dml(
         }
         other => return Err(SqlError::unsupported(format!("{other} is not supported"))),
     }
+    apply_writes(txn, &entry, writes, check_now).await?;
+    Ok(rows)
+}
+
+/// The writes of updated rows: a put when the key stays, a delete of the old
+/// key and an insert of the new one when it changes.
+pub(crate) fn update_writes(
+    entry: &TableEntry,
+    new_columns: &[ArrayRef],
+    old_key_columns: &[ArrayRef],
+    deletes: &mut Vec<(Vec<u8>, MutationOp)>,
+    puts: &mut Vec<(Vec<u8>, MutationOp)>,
+) -> SqlResult<()> {
+    let new_rows = entry.codec.encode_rows(new_columns)?;
+    let old_keys = entry.codec.encode_keys(old_key_columns)?;
+    for ((key, value), old) in new_rows.into_iter().zip(old_keys) {
+        if key == old {
+            puts.push((key, MutationOp::Put(value)));
+        } else {
+            deletes.push((old, MutationOp::Delete));
+            puts.push((key, MutationOp::Insert(value)));
+        }
+    }
+    Ok(())
+}
+
+/// Buffers a statement's writes in `txn`, all or nothing; with `check_now`
+/// inserted keys are first checked against the snapshot.
+pub(crate) async fn apply_writes(
+    txn: &Transaction,
+    entry: &TableEntry,
+    writes: Vec<(Vec<u8>, MutationOp)>,
+    check_now: bool,
+) -> SqlResult<()> {
     if check_now {
         for (key, op) in &writes {
             if matches!(op, MutationOp::Insert(_)) && txn.get(key).await?.is_some() {
-                return Err(duplicate_key_error(&entry, key));
+                return Err(duplicate_key_error(entry, key));
             }
         }
     }
     txn.apply_statement(writes).map_err(|e| match e {
         holo_kv::KvError::Key(holo_txn_types::KeyError::AlreadyExists { key }) => {
-            duplicate_key_error(&entry, &key)
+            duplicate_key_error(entry, &key)
         }
         other => SqlError::from(other),
-    })?;
-    Ok(rows)
+    })
 }
 
 /// PostgreSQL's unique-violation error for `key` of `entry`.
