@@ -265,11 +265,25 @@ impl KvClient {
         key_of: impl Fn(&T) -> &[u8],
     ) -> Result<Vec<(RangeLocation, Vec<T>)>> {
         let mut groups: Vec<(RangeLocation, Vec<T>)> = Vec::new();
+        let mut last: Option<usize> = None;
         for item in items {
+            // Items usually come in key order: try the previous group first.
+            if let Some(i) = last
+                && groups[i].0.desc.contains(key_of(&item))
+            {
+                groups[i].1.push(item);
+                continue;
+            }
             let loc = self.cache.locate(key_of(&item)).await?;
-            match groups.iter_mut().find(|(l, _)| l.desc.id == loc.desc.id) {
-                Some((_, v)) => v.push(item),
-                None => groups.push((loc, vec![item])),
+            match groups.iter().position(|(l, _)| l.desc.id == loc.desc.id) {
+                Some(i) => {
+                    groups[i].1.push(item);
+                    last = Some(i);
+                }
+                None => {
+                    groups.push((loc, vec![item]));
+                    last = Some(groups.len() - 1);
+                }
             }
         }
         Ok(groups)

@@ -35,8 +35,8 @@ impl Default for TxnOptions {
         TxnOptions {
             lock_ttl_ms: 3_000,
             max_txn_bytes: 512 << 20,
-            max_batch_keys: 8_192,
-            max_batch_bytes: 8 << 20,
+            max_batch_keys: 65_536,
+            max_batch_bytes: 16 << 20,
         }
     }
 }

@@ -18,7 +18,7 @@ pub use error::{DecodeError, KeyError, LockInfo, TxnStatus, WriteConflict};
 pub use lock::{Lock, LockType};
 pub use mutation::{Mutation, MutationOp};
 pub use timestamp::Timestamp;
-pub use write::{Write, WriteType};
+pub use write::{Write, WriteRef, WriteType};
 
 /// Values up to this many bytes are stored inline in lock and write records
 /// instead of a separate data column family entry.

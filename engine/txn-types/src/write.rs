@@ -121,6 +121,40 @@ impl Write {
     }
 }
 
+/// A borrowed view of a write record, parsed without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteRef<'a> {
+    /// Kind of record.
+    pub write_type: WriteType,
+    /// Start timestamp of the transaction that wrote it.
+    pub start_ts: Timestamp,
+    /// The inlined value, if any.
+    pub short_value: Option<&'a [u8]>,
+}
+
+impl<'a> WriteRef<'a> {
+    /// Parses the fields readers need from a record written by
+    /// [`Write::to_bytes`].
+    pub fn parse(mut input: &'a [u8]) -> Result<WriteRef<'a>, DecodeError> {
+        let (&tag, rest) = input
+            .split_first()
+            .ok_or(DecodeError::Truncated("write type"))?;
+        input = rest;
+        let write_type = WriteType::from_tag(tag)?;
+        let start_ts = Timestamp::new(get_u64_be(&mut input)?);
+        let mut short_value = None;
+        if let Some((&FLAG_SHORT_VALUE, rest)) = input.split_first() {
+            input = rest;
+            short_value = Some(get_bytes(&mut input)?);
+        }
+        Ok(WriteRef {
+            write_type,
+            start_ts,
+            short_value,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +174,10 @@ mod tests {
             Write::new(WriteType::Lock, Timestamp::new(13)),
         ] {
             assert_eq!(Write::from_bytes(&w.to_bytes()).unwrap(), w);
+            let bytes = w.to_bytes();
+            let r = WriteRef::parse(&bytes).unwrap();
+            assert_eq!((r.write_type, r.start_ts), (w.write_type, w.start_ts));
+            assert_eq!(r.short_value, w.short_value.as_deref());
         }
         assert!(Write::from_bytes(b"Q12345678").is_err());
         assert!(Write::from_bytes(b"P123").is_err());

@@ -1,6 +1,8 @@
 //! [`MvccReader`]: reads locks and versions from a consistent RocksDB snapshot.
 
-use holo_txn_types::{KeyError, Lock, LockType, Timestamp, Write, WriteType};
+use std::cell::RefCell;
+
+use holo_txn_types::{KeyError, Lock, LockType, Timestamp, Write, WriteRef, WriteType};
 use rocksdb::{DB, DBRawIteratorWithThreadMode, SnapshotWithThreadMode};
 
 use crate::keys::{CF_DATA, CF_LOCK, CF_WRITE, decode_key, encode_key, split_versioned, with_ts};
@@ -64,8 +66,20 @@ pub enum TxnRecord {
 
 /// A consistent view of the engine for reads and for evaluating commands.
 pub struct MvccReader<'a> {
+    /// One write-column-family iterator reused by every key lookup of this
+    /// reader (creating an iterator costs more than a seek). Declared first
+    /// so it drops before the snapshot it reads.
+    cursor: RefCell<Option<RawIter<'a>>>,
     engine: &'a Engine,
     snapshot: SnapshotWithThreadMode<'a, DB>,
+}
+
+/// What a visitor of a key's versions wants next.
+enum Visit<R> {
+    /// Look at the next (older) version.
+    Next,
+    /// Stop with this result.
+    Done(R),
 }
 
 type RawIter<'a> = DBRawIteratorWithThreadMode<'a, DB>;
@@ -77,9 +91,49 @@ impl<'a> MvccReader<'a> {
     /// A reader over a fresh snapshot of `engine`.
     pub fn new(engine: &'a Engine) -> MvccReader<'a> {
         MvccReader {
+            cursor: RefCell::new(None),
             engine,
             snapshot: engine.db().snapshot(),
         }
+    }
+
+    /// Visits the versions of the encoded key `enc`, newest first, starting
+    /// at the newest one committed at or before `from` (all when `None`).
+    fn visit_versions<R>(
+        &self,
+        enc: &[u8],
+        from: Option<Timestamp>,
+        mut f: impl FnMut(Timestamp, &[u8]) -> Result<Visit<R>>,
+    ) -> Result<Option<R>> {
+        let mut slot = self.cursor.borrow_mut();
+        if slot.is_none() {
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_snapshot(&self.snapshot);
+            *slot = Some(
+                self.engine
+                    .db()
+                    .raw_iterator_cf_opt(self.engine.cf(CF_WRITE)?, opts),
+            );
+        }
+        let Some(it) = slot.as_mut() else {
+            return Ok(None);
+        };
+        match from {
+            Some(ts) => it.seek(with_ts(enc, ts)),
+            None => it.seek(enc),
+        }
+        while let Some((k, v)) = it.item() {
+            let (key_enc, commit_ts) = split_versioned(k)?;
+            if key_enc != enc {
+                break;
+            }
+            if let Visit::Done(r) = f(commit_ts, v)? {
+                return Ok(Some(r));
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(None)
     }
 
     fn write_iter(&self, lower: Vec<u8>, upper: Option<Vec<u8>>) -> Result<RawIter<'_>> {
@@ -93,13 +147,6 @@ impl<'a> MvccReader<'a> {
             .raw_iterator_cf_opt(self.engine.cf(CF_WRITE)?, opts))
     }
 
-    /// Iterator over every version of one encoded key, newest first.
-    fn key_versions(&self, enc: &[u8]) -> Result<RawIter<'_>> {
-        let mut upper = with_ts(enc, Timestamp::ZERO);
-        upper.push(0);
-        self.write_iter(enc.to_vec(), Some(upper))
-    }
-
     /// The lock on `key`, if any.
     pub fn load_lock(&self, key: &[u8]) -> Result<Option<Lock>> {
         let enc = encode_key(key);
@@ -111,50 +158,34 @@ impl<'a> MvccReader<'a> {
 
     /// The newest record of `key` committed at or before `ts`, of any type.
     pub fn seek_write(&self, key: &[u8], ts: Timestamp) -> Result<Option<(Timestamp, Write)>> {
-        let enc = encode_key(key);
-        let mut it = self.key_versions(&enc)?;
-        it.seek(with_ts(&enc, ts));
-        if let Some((k, v)) = it.item() {
-            let (_, commit_ts) = split_versioned(k)?;
-            return Ok(Some((commit_ts, Write::from_bytes(v)?)));
-        }
-        it.status()?;
-        Ok(None)
+        self.visit_versions(&encode_key(key), Some(ts), |commit_ts, v| {
+            Ok(Visit::Done((commit_ts, Write::from_bytes(v)?)))
+        })
     }
 
     /// Every record of `key` committed at or after `min_ts`, newest first.
     pub fn writes_since(&self, key: &[u8], min_ts: Timestamp) -> Result<Vec<(Timestamp, Write)>> {
-        let enc = encode_key(key);
-        let mut it = self.key_versions(&enc)?;
-        it.seek(&enc);
         let mut out = Vec::new();
-        while let Some((k, v)) = it.item() {
-            let (_, commit_ts) = split_versioned(k)?;
+        self.visit_versions(&encode_key(key), None, |commit_ts, v| {
             if commit_ts < min_ts {
-                break;
+                return Ok(Visit::Done(()));
             }
             out.push((commit_ts, Write::from_bytes(v)?));
-            it.next();
-        }
-        it.status()?;
+            Ok(Visit::Next)
+        })?;
         Ok(out)
     }
 
     /// The newest data change (Put or Delete) of `key` at or before `ts`.
     pub fn get_data_write(&self, key: &[u8], ts: Timestamp) -> Result<Option<(Timestamp, Write)>> {
-        let enc = encode_key(key);
-        let mut it = self.key_versions(&enc)?;
-        it.seek(with_ts(&enc, ts));
-        while let Some((k, v)) = it.item() {
+        self.visit_versions(&encode_key(key), Some(ts), |commit_ts, v| {
             let write = Write::from_bytes(v)?;
-            if write.write_type.is_data_change() {
-                let (_, commit_ts) = split_versioned(k)?;
-                return Ok(Some((commit_ts, write)));
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(None)
+            Ok(if write.write_type.is_data_change() {
+                Visit::Done((commit_ts, write))
+            } else {
+                Visit::Next
+            })
+        })
     }
 
     /// The record left by the transaction started at `start_ts` on `key`.
@@ -233,7 +264,7 @@ impl<'a> MvccReader<'a> {
                 it.seek(target);
                 continue;
             }
-            let write = Write::from_bytes(v)?;
+            let write = WriteRef::parse(v)?;
             match write.write_type {
                 WriteType::Lock | WriteType::Rollback => {
                     it.next();
@@ -242,7 +273,7 @@ impl<'a> MvccReader<'a> {
                 WriteType::Put => {
                     let raw = decode_key(enc)?;
                     let value = match write.short_value {
-                        Some(v) => v,
+                        Some(v) => v.to_vec(),
                         None => self.load_data(enc, write.start_ts)?,
                     };
                     if result.pairs.len() == limit {
