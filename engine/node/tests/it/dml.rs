@@ -190,3 +190,54 @@ async fn explain_shows_key_pushdown() {
     let _ = plan("EXPLAIN DELETE FROM kv WHERE k = 7").await;
     assert_eq!(count(&c, "kv").await, 1);
 }
+
+#[tokio::test]
+async fn scans_longer_than_one_batch_with_own_writes() {
+    let node = TestNode::start();
+    let mut c = node.client().await;
+    c.batch_execute(
+        "CREATE TABLE big (id BIGINT PRIMARY KEY, v BIGINT NOT NULL);
+         INSERT INTO big SELECT value, value * 2 FROM generate_series(1, 30000) AS g(value)",
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query_one("SELECT count(*), sum(v) FROM big", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 30000);
+    assert_eq!(
+        row.get::<_, i64>(1),
+        (1..=30000i64).map(|i| i * 2).sum::<i64>()
+    );
+    let rows = c
+        .query("SELECT id FROM big WHERE id > 100 LIMIT 9000", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 9000);
+    assert_eq!(rows[8999].get::<_, i64>(0), 9100);
+    // Inside a transaction the scan merges the block's own writes across chunks.
+    let tx = c.transaction().await.unwrap();
+    tx.execute("DELETE FROM big WHERE id % 3 = 0", &[])
+        .await
+        .unwrap();
+    tx.execute(
+        "INSERT INTO big SELECT value, 0 FROM generate_series(30001, 30500) AS g(value)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let n: i64 = tx
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 30000 - 10000 + 500);
+    tx.rollback().await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 30000);
+}

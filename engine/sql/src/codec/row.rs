@@ -48,7 +48,6 @@ pub struct RowCodec {
     columns: Vec<CodecColumn>,
     pk: Vec<usize>,
     non_pk: Vec<usize>,
-    by_id: HashMap<u32, usize>,
     prefix: Vec<u8>,
 }
 
@@ -83,7 +82,6 @@ impl RowCodec {
             columns,
             pk,
             non_pk,
-            by_id,
             prefix: index_prefix(desc.id, PRIMARY_INDEX_ID),
         })
     }
@@ -224,9 +222,23 @@ impl RowCodec {
         for (slot, &c) in projection.iter().enumerate() {
             slot_of[c] = Some(slot);
         }
+        // Column id -> (output slot, wire type), for projected non-key columns.
+        let max_id = self
+            .columns
+            .iter()
+            .map(|c| c.id as usize)
+            .max()
+            .unwrap_or(0);
+        let mut slot_by_id = vec![None; max_id + 1];
+        for (c, col) in self.columns.iter().enumerate() {
+            if let Some(slot) = slot_of[c] {
+                slot_by_id[col.id as usize] = Some((slot, wire_type(col.ty)));
+            }
+        }
         RowDecoder {
             codec: self.clone(),
             builders,
+            slot_by_id,
             slot_of,
             filled: vec![false; projection.len()],
             schema,
@@ -291,6 +303,7 @@ fn skip_key(input: &mut &[u8], ty: SqlType) -> SqlResult<()> {
 pub struct RowDecoder {
     codec: Arc<RowCodec>,
     builders: Vec<ColumnBuilder>,
+    slot_by_id: Vec<Option<(usize, u64)>>,
     slot_of: Vec<Option<usize>>,
     filled: Vec<bool>,
     schema: SchemaRef,
@@ -337,11 +350,10 @@ impl RowDecoder {
         while !v.is_empty() {
             let header = get_uvarint(&mut v).map_err(|e| corrupt(&e.to_string()))?;
             let (id, wt) = ((header >> 3) as u32, header & 7);
-            let slot = codec
-                .by_id
-                .get(&id)
-                .filter(|&&c| wire_type(codec.columns[c].ty) == wt)
-                .and_then(|&c| self.slot_of[c]);
+            let slot = match self.slot_by_id.get(id as usize) {
+                Some(Some((slot, expected))) if *expected == wt => Some(*slot),
+                _ => None,
+            };
             match slot {
                 Some(slot) if !self.filled[slot] => {
                     self.builders[slot].append_value(&mut v)?;

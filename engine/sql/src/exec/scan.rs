@@ -117,7 +117,11 @@ impl DisplayAs for HoloScanExec {
     }
 }
 
+type Chunk = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
+
 struct ScanState {
+    /// The next chunk, fetched while the current one is decoded: `(start, task)`.
+    prefetch: Option<(Vec<u8>, tokio::task::JoinHandle<holo_kv::Result<Chunk>>)>,
     txn: Arc<Transaction>,
     plan: Arc<SpanPlan>,
     span: usize,
@@ -129,6 +133,14 @@ struct ScanState {
 
 fn df(e: impl Into<SqlError>) -> DataFusionError {
     e.into().into_datafusion()
+}
+
+impl Drop for ScanState {
+    fn drop(&mut self) {
+        if let Some((_, task)) = self.prefetch.take() {
+            task.abort();
+        }
+    }
 }
 
 impl ScanState {
@@ -152,7 +164,31 @@ impl ScanState {
                 }
                 KeySpan::Range { start, end } => {
                     let from = self.cursor.take().unwrap_or_else(|| start.clone());
-                    let (pairs, next) = self.txn.scan_chunk(&from, end, want).await.map_err(df)?;
+                    let (pairs, next) = match self.prefetch.take() {
+                        Some((pf_from, task)) if pf_from == from => task
+                            .await
+                            .map_err(|e| {
+                                DataFusionError::Execution(format!("scan task failed: {e}"))
+                            })?
+                            .map_err(df)?,
+                        other => {
+                            if let Some((_, task)) = other {
+                                task.abort();
+                            }
+                            self.txn.scan_chunk(&from, end, want).await.map_err(df)?
+                        }
+                    };
+                    // Fetch the next chunk while this one is decoded.
+                    if self.remaining.is_none()
+                        && pairs.len() <= want
+                        && let Some(n) = &next
+                    {
+                        let (txn, from, end, size) =
+                            (self.txn.clone(), n.clone(), end.clone(), self.batch_size);
+                        let task =
+                            tokio::spawn(async move { txn.scan_chunk(&from, &end, size).await });
+                        self.prefetch = Some((n.clone(), task));
+                    }
                     for (k, v) in pairs.iter().take(want) {
                         self.decoder.push(k, v).map_err(df)?;
                     }
@@ -223,6 +259,7 @@ impl ExecutionPlan for HoloScanExec {
             )));
         }
         let state = ScanState {
+            prefetch: None,
             txn: self.txn.clone(),
             plan: self.plan.clone(),
             span: 0,
