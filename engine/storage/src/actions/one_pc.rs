@@ -5,7 +5,7 @@ use holo_txn_types::{
     KeyError, Mutation, MutationOp, SHORT_VALUE_MAX_LEN, Timestamp, Write, WriteType,
 };
 
-use crate::actions::prewrite::{NewerCheck, check_newer_versions, check_not_exists};
+use crate::actions::prewrite::{NewerCheck, check_versions};
 use crate::mvcc::reader::MvccReader;
 use crate::mvcc::txn::MvccTxn;
 use crate::{Result, StorageError};
@@ -30,11 +30,9 @@ pub fn one_pc(
     if let Some(lock) = reader.load_lock(key)? {
         return Err(KeyError::Locked(lock.info(key)).into());
     }
-    if check_newer_versions(reader, key, start_ts)? == NewerCheck::AlreadyCommitted {
+    let insert = matches!(mutation.op, MutationOp::Insert(_));
+    if check_versions(reader, key, start_ts, insert)? == NewerCheck::AlreadyCommitted {
         return Ok(());
-    }
-    if matches!(mutation.op, MutationOp::Insert(_)) {
-        check_not_exists(reader, key, start_ts)?;
     }
     let write_type = match mutation.op {
         MutationOp::Put(_) | MutationOp::Insert(_) => WriteType::Put,

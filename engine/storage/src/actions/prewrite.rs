@@ -30,14 +30,20 @@ pub(crate) enum NewerCheck {
     AlreadyCommitted,
 }
 
-/// Fails with a write conflict when a version committed after `start_ts`
-/// exists, or `RolledBack` when this transaction was rolled back on the key.
-pub(crate) fn check_newer_versions(
+/// Checks what a write of `key` by the transaction started at `start_ts`
+/// must check, in one pass over the key's versions: a version committed
+/// after `start_ts` is a write conflict, this transaction's own rollback
+/// record means it was rolled back, its own commit record means a retried
+/// request (already committed); with `must_not_exist`, a live value is
+/// `AlreadyExists`.
+pub(crate) fn check_versions(
     reader: &MvccReader<'_>,
     key: &[u8],
     start_ts: Timestamp,
+    must_not_exist: bool,
 ) -> Result<NewerCheck> {
-    for (commit_ts, write) in reader.writes_since(key, start_ts)? {
+    let check = reader.write_check(key, start_ts)?;
+    for (commit_ts, write) in &check.since_start {
         if write.start_ts == start_ts {
             if write.write_type == WriteType::Rollback {
                 return Err(KeyError::RolledBack { start_ts }.into());
@@ -51,21 +57,14 @@ pub(crate) fn check_newer_versions(
             key: key.to_vec(),
             start_ts,
             conflict_start_ts: write.start_ts,
-            conflict_commit_ts: commit_ts,
+            conflict_commit_ts: *commit_ts,
         })
         .into());
     }
-    Ok(NewerCheck::Clear)
-}
-
-/// Fails with `AlreadyExists` when `key` has a live value at `ts`.
-pub(crate) fn check_not_exists(reader: &MvccReader<'_>, key: &[u8], ts: Timestamp) -> Result<()> {
-    if let Some((_, write)) = reader.get_data_write(key, ts)?
-        && write.write_type == WriteType::Put
-    {
+    if must_not_exist && check.latest_before == Some(WriteType::Put) {
         return Err(KeyError::AlreadyExists { key: key.to_vec() }.into());
     }
-    Ok(())
+    Ok(NewerCheck::Clear)
 }
 
 /// Prewrites one mutation: checks for a foreign lock, a newer committed
@@ -84,11 +83,9 @@ pub fn prewrite(
         }
         return Err(KeyError::Locked(lock.info(key)).into());
     }
-    if check_newer_versions(reader, key, params.start_ts)? == NewerCheck::AlreadyCommitted {
+    let insert = matches!(mutation.op, MutationOp::Insert(_));
+    if check_versions(reader, key, params.start_ts, insert)? == NewerCheck::AlreadyCommitted {
         return Ok(());
-    }
-    if matches!(mutation.op, MutationOp::Insert(_)) {
-        check_not_exists(reader, key, params.start_ts)?;
     }
     let mut lock = Lock {
         lock_type: mutation.lock_type(),

@@ -1,7 +1,5 @@
 //! [`MvccReader`]: reads locks and versions from a consistent RocksDB snapshot.
 
-use std::cell::RefCell;
-
 use holo_txn_types::{KeyError, Lock, LockType, Timestamp, Write, WriteRef, WriteType};
 use rocksdb::{DB, DBRawIteratorWithThreadMode, SnapshotWithThreadMode};
 
@@ -66,12 +64,18 @@ pub enum TxnRecord {
 
 /// A consistent view of the engine for reads and for evaluating commands.
 pub struct MvccReader<'a> {
-    /// One write-column-family iterator reused by every key lookup of this
-    /// reader (creating an iterator costs more than a seek). Declared first
-    /// so it drops before the snapshot it reads.
-    cursor: RefCell<Option<RawIter<'a>>>,
     engine: &'a Engine,
     snapshot: SnapshotWithThreadMode<'a, DB>,
+}
+
+/// What a writer learns about one key's versions (see
+/// [`MvccReader::write_check`]).
+#[derive(Debug, Default)]
+pub struct WriteCheck {
+    /// Records committed at or after the writer's start timestamp.
+    pub since_start: Vec<(Timestamp, Write)>,
+    /// Type of the newest data change committed before it.
+    pub latest_before: Option<WriteType>,
 }
 
 /// What a visitor of a key's versions wants next.
@@ -91,7 +95,6 @@ impl<'a> MvccReader<'a> {
     /// A reader over a fresh snapshot of `engine`.
     pub fn new(engine: &'a Engine) -> MvccReader<'a> {
         MvccReader {
-            cursor: RefCell::new(None),
             engine,
             snapshot: engine.db().snapshot(),
         }
@@ -99,34 +102,25 @@ impl<'a> MvccReader<'a> {
 
     /// Visits the versions of the encoded key `enc`, newest first, starting
     /// at the newest one committed at or before `from` (all when `None`).
+    ///
+    /// The iterator is bounded to this key's versions: an unbounded iterator
+    /// reused across keys would step over every entry other writers added
+    /// after this reader's snapshot, one by one.
     fn visit_versions<R>(
         &self,
         enc: &[u8],
         from: Option<Timestamp>,
         mut f: impl FnMut(Timestamp, &[u8]) -> Result<Visit<R>>,
     ) -> Result<Option<R>> {
-        let mut slot = self.cursor.borrow_mut();
-        if slot.is_none() {
-            let mut opts = rocksdb::ReadOptions::default();
-            opts.set_snapshot(&self.snapshot);
-            *slot = Some(
-                self.engine
-                    .db()
-                    .raw_iterator_cf_opt(self.engine.cf(CF_WRITE)?, opts),
-            );
-        }
-        let Some(it) = slot.as_mut() else {
-            return Ok(None);
-        };
+        let mut upper = with_ts(enc, Timestamp::ZERO);
+        upper.push(0);
+        let mut it = self.write_iter(enc.to_vec(), Some(upper))?;
         match from {
             Some(ts) => it.seek(with_ts(enc, ts)),
             None => it.seek(enc),
         }
         while let Some((k, v)) = it.item() {
-            let (key_enc, commit_ts) = split_versioned(k)?;
-            if key_enc != enc {
-                break;
-            }
+            let (_, commit_ts) = split_versioned(k)?;
             if let Visit::Done(r) = f(commit_ts, v)? {
                 return Ok(Some(r));
             }
@@ -134,6 +128,27 @@ impl<'a> MvccReader<'a> {
         }
         it.status()?;
         Ok(None)
+    }
+
+    /// The records a write by the transaction started at `start_ts` must
+    /// check, in one pass over `key`'s versions: every record committed at
+    /// or after `start_ts` (newest first), and the newest data change
+    /// (Put/Delete) committed before it.
+    pub fn write_check(&self, key: &[u8], start_ts: Timestamp) -> Result<WriteCheck> {
+        let mut check = WriteCheck::default();
+        self.visit_versions(&encode_key(key), None, |commit_ts, v| {
+            let write = Write::from_bytes(v)?;
+            if commit_ts >= start_ts {
+                check.since_start.push((commit_ts, write));
+                return Ok(Visit::Next);
+            }
+            if write.write_type.is_data_change() {
+                check.latest_before = Some(write.write_type);
+                return Ok(Visit::Done(()));
+            }
+            Ok(Visit::Next)
+        })?;
+        Ok(check)
     }
 
     fn write_iter(&self, lower: Vec<u8>, upper: Option<Vec<u8>>) -> Result<RawIter<'_>> {
