@@ -9,4 +9,4 @@ ci/install-deps.sh
 
 cargo build --release --locked -p holo-node --bin holo-fusion
 exec cargo run --release --locked -p harness -- run workloads/read_heavy.yaml \
-  --vs-postgres --node-binary target/release/holo-fusion "$@"
+  --vs-postgres --slo slo/read_heavy.yaml --node-binary target/release/holo-fusion "$@"
