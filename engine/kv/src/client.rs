@@ -114,7 +114,15 @@ impl KvClient {
             .read()
             .get(&node_id)
             .cloned()
-            .ok_or_else(|| KvError::Unavailable(format!("no connection to node {node_id}")))
+            .ok_or_else(|| KvError::NodeUnreachable {
+                node_id,
+                reason: "no connection to the node".into(),
+            })
+    }
+
+    /// Adds (or replaces) the connection to a node.
+    pub fn add_node(&self, node: Arc<dyn RangeService>) {
+        self.nodes.write().insert(node.node_id(), node);
     }
 
     /// Runs `op` against the range holding `key`, refreshing the route and
@@ -127,12 +135,15 @@ impl KvClient {
         let mut last = None;
         for attempt in 0..self.retry.max_route_attempts {
             let loc = self.cache.locate(key).await?;
-            let node = self.node(loc.leaseholder)?;
             let range_id = loc.desc.id;
-            match op(node, loc).await {
+            let result = match self.node(loc.leaseholder) {
+                Ok(node) => op(node, loc).await,
+                Err(e) => Err(e),
+            };
+            match result {
                 Err(e) if e.is_stale_route() => {
                     tracing::debug!(%range_id, error = %e, attempt, "stale route, refreshing");
-                    self.cache.invalidate(range_id);
+                    self.cache.on_stale(range_id, &e);
                     last = Some(e);
                     tokio::time::sleep(self.retry.backoff(attempt)).await;
                 }
@@ -292,12 +303,14 @@ impl KvClient {
     /// Sends `write` to the range at `loc` without routing retries; a
     /// stale-route error is returned to the caller, which regroups.
     pub async fn write_at(&self, loc: &RangeLocation, write: KvWrite) -> Result<WriteResponse> {
-        let node = self.node(loc.leaseholder)?;
-        let res = node.write(RangeHeader::for_range(&loc.desc), write).await;
+        let res = match self.node(loc.leaseholder) {
+            Ok(node) => node.write(RangeHeader::for_range(&loc.desc), write).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = &res
             && e.is_stale_route()
         {
-            self.cache.invalidate(loc.desc.id);
+            self.cache.on_stale(loc.desc.id, e);
         }
         res
     }

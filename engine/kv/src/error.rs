@@ -7,7 +7,7 @@ use holo_txn_types::KeyError;
 pub type Result<T, E = KvError> = std::result::Result<T, E>;
 
 /// A KV-layer failure.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum KvError {
     /// A transactional rule was violated at one key.
     #[error(transparent)]
@@ -66,6 +66,19 @@ pub enum KvError {
     /// The storage engine failed (I/O, corruption).
     #[error("storage: {0}")]
     Storage(String),
+    /// A node did not answer (down, partitioned, overloaded): try another
+    /// replica.
+    #[error("node {node_id} unreachable: {reason}")]
+    NodeUnreachable {
+        /// The node.
+        node_id: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// A write was proposed but not known to commit in time: it may still
+    /// commit (or not) later.
+    #[error("result is ambiguous: {0}")]
+    AmbiguousCommit(String),
     /// The service is shutting down or unreachable.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -80,6 +93,7 @@ impl KvError {
                 | KvError::EpochNotMatch { .. }
                 | KvError::KeyNotInRange { .. }
                 | KvError::NotLeader { .. }
+                | KvError::NodeUnreachable { .. }
         )
     }
 }

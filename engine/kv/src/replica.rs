@@ -103,44 +103,62 @@ impl Replica {
     /// commit timestamp inside the latches.
     pub async fn write(&self, header: RangeHeader, write: KvWrite) -> Result<WriteResponse> {
         let desc = self.check(&header)?;
-        let (keys, blocks_reads) = match &write {
-            KvWrite::Command(cmd) => (
-                cmd.keys()
-                    .iter()
-                    .map(|k| Span::point(k))
-                    .collect::<Vec<_>>(),
-                false,
-            ),
-            KvWrite::OnePc { mutations, .. } => (
-                mutations.iter().map(|m| Span::point(&m.key)).collect(),
-                true,
-            ),
-        };
-        let _latch = self
-            .latches
-            .acquire(keys, LatchKind::Write { blocks_reads })
-            .await;
-        let (cmd, commit_ts) = match write {
-            KvWrite::Command(cmd) => (cmd, None),
-            KvWrite::OnePc {
-                mutations,
-                start_ts,
-            } => {
-                let commit_ts = self.tso.get_ts().await?;
-                (
-                    WriteCommand::OnePc {
-                        mutations,
-                        start_ts,
-                        commit_ts,
-                    },
-                    Some(commit_ts),
-                )
-            }
-        };
+        let _latch = self.latches.acquire_for(&write).await;
+        let (cmd, commit_ts) = prepare_write(write, self.tso.as_ref()).await?;
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || store.apply(&desc, &cmd))
             .await
             .map_err(|e| KvError::Unavailable(format!("write task failed: {e}")))??;
         Ok(WriteResponse { result, commit_ts })
+    }
+}
+
+/// The latches a write takes: its keys; a one-phase commit's also block
+/// readers (its commit timestamp is taken inside them).
+pub fn write_latch_spans(write: &KvWrite) -> (Vec<Span>, LatchKind) {
+    match write {
+        KvWrite::Command(cmd) => (
+            cmd.keys().iter().map(|k| Span::point(k)).collect(),
+            LatchKind::Write {
+                blocks_reads: false,
+            },
+        ),
+        KvWrite::OnePc { mutations, .. } => (
+            mutations.iter().map(|m| Span::point(&m.key)).collect(),
+            LatchKind::Write { blocks_reads: true },
+        ),
+    }
+}
+
+/// The storage command of a write; a one-phase commit takes its commit
+/// timestamp from `tso` now (the caller holds its latches).
+pub async fn prepare_write(
+    write: KvWrite,
+    tso: &dyn TimestampOracle,
+) -> Result<(WriteCommand, Option<holo_txn_types::Timestamp>)> {
+    Ok(match write {
+        KvWrite::Command(cmd) => (cmd, None),
+        KvWrite::OnePc {
+            mutations,
+            start_ts,
+        } => {
+            let commit_ts = tso.get_ts().await?;
+            (
+                WriteCommand::OnePc {
+                    mutations,
+                    start_ts,
+                    commit_ts,
+                },
+                Some(commit_ts),
+            )
+        }
+    })
+}
+
+impl Latches {
+    /// Acquires the latches of `write` (see [`write_latch_spans`]).
+    pub async fn acquire_for(self: &Arc<Self>, write: &KvWrite) -> crate::latch::LatchGuard {
+        let (spans, kind) = write_latch_spans(write);
+        self.acquire(spans, kind).await
     }
 }

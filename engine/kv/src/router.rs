@@ -6,8 +6,8 @@ use std::sync::Arc;
 use holo_storage::RangeId;
 use parking_lot::RwLock;
 
-use crate::Result;
 use crate::service::{RangeDirectory, RangeLocation};
+use crate::{KvError, Result};
 
 /// Cached range locations keyed by start key, filled from a
 /// [`RangeDirectory`] on a miss and invalidated on a stale-route answer.
@@ -77,6 +77,44 @@ impl RangeCache {
             entries.remove(&k);
         }
         entries.insert(loc.desc.start_key.clone(), loc);
+    }
+
+    /// Learns from a stale-route answer about `range_id`: follows a named
+    /// leader, moves on to the next replica when the node did not serve
+    /// (unreachable, no replica, no known leader), and forgets the entry
+    /// when the range's span changed.
+    pub fn on_stale(&self, range_id: RangeId, error: &KvError) {
+        let mut entries = self.entries.write();
+        let Some(loc) = entries.values_mut().find(|l| l.desc.id == range_id) else {
+            return;
+        };
+        let next = match error {
+            KvError::NotLeader {
+                leader: Some(l), ..
+            } => Some(*l),
+            KvError::NotLeader { leader: None, .. }
+            | KvError::NodeUnreachable { .. }
+            | KvError::RangeNotFound { .. } => {
+                let ids: Vec<u64> = loc.desc.replicas.iter().map(|r| r.node_id).collect();
+                let pos = ids.iter().position(|id| *id == loc.leaseholder);
+                match pos {
+                    Some(p) if ids.len() > 1 => Some(ids[(p + 1) % ids.len()]),
+                    None if !ids.is_empty() => Some(ids[0]),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match next {
+            Some(leaseholder) => {
+                loc.leaseholder = leaseholder;
+                drop(entries);
+                self.directory.observe(range_id, leaseholder);
+            }
+            None => {
+                entries.retain(|_, loc| loc.desc.id != range_id);
+            }
+        }
     }
 
     /// Forgets the cached location of `range_id`.

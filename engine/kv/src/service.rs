@@ -101,4 +101,30 @@ pub trait RangeDirectory: Send + Sync + 'static {
     /// Every range overlapping `[start, end)` (empty `end` = unbounded), in
     /// key order.
     async fn ranges(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeLocation>>;
+
+    /// Records that `range_id` is now believed to be led by `leaseholder`
+    /// (learned from a stale-route answer).
+    fn observe(&self, _range_id: RangeId, _leaseholder: u64) {}
+}
+
+/// One range as shown by `SHOW RANGES` and `holoctl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeInfo {
+    /// Span, epoch and replicas.
+    pub desc: RangeDescriptor,
+    /// The node holding the lease (Raft leader), when known.
+    pub leaseholder: Option<u64>,
+    /// Approximate bytes of data at the leaseholder.
+    pub approximate_bytes: u64,
+}
+
+/// Range administration the SQL layer offers (`ALTER TABLE ... SPLIT AT`,
+/// `SHOW RANGES`); absent on a single unreplicated node.
+#[async_trait]
+pub trait ClusterAdmin: Send + Sync + std::fmt::Debug + 'static {
+    /// Splits the range holding `key` so that a range starts at `key`.
+    async fn split_at(&self, key: Vec<u8>) -> Result<()>;
+
+    /// The ranges overlapping `[start, end)` (empty `end` = unbounded).
+    async fn range_info(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeInfo>>;
 }

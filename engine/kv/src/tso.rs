@@ -20,7 +20,7 @@ pub trait TimestampOracle: Send + Sync + 'static {
 
 const META_TSO_HWM: &[u8] = b"tso_high_water_ms";
 /// How far ahead of the clock the persisted high-water mark is pushed.
-const HWM_WINDOW_MS: u64 = 3_000;
+pub const HWM_WINDOW_MS: u64 = 3_000;
 const MAX_LOGICAL: u64 = (1 << LOGICAL_BITS) - 1;
 
 #[derive(Debug)]
@@ -40,7 +40,24 @@ pub struct LocalTso {
     state: Mutex<TsoState>,
 }
 
-fn now_ms() -> u64 {
+/// The timestamp after `last` at wall-clock time `now` (milliseconds):
+/// `now` with logical 0 when the clock moved past `last`, else `last` plus
+/// one logical tick (rolling into the next millisecond when full).
+pub fn next_timestamp(last: Timestamp, now: u64) -> Timestamp {
+    let (mut physical, mut logical) = if now > last.physical_ms() {
+        (now, 0)
+    } else {
+        (last.physical_ms(), last.logical() + 1)
+    };
+    if logical > MAX_LOGICAL {
+        physical += 1;
+        logical = 0;
+    }
+    Timestamp::compose(physical, logical)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -72,17 +89,8 @@ impl LocalTso {
     /// Issues the next timestamp (synchronously).
     pub fn next_ts(&self) -> Result<Timestamp> {
         let mut st = self.state.lock();
-        let now = now_ms();
-        let last = st.last;
-        let (mut physical, mut logical) = if now > last.physical_ms() {
-            (now, 0)
-        } else {
-            (last.physical_ms(), last.logical() + 1)
-        };
-        if logical > MAX_LOGICAL {
-            physical += 1;
-            logical = 0;
-        }
+        let ts = next_timestamp(st.last, now_ms());
+        let physical = ts.physical_ms();
         if physical >= st.high_water_ms {
             let hwm = physical + HWM_WINDOW_MS;
             self.engine
@@ -90,7 +98,6 @@ impl LocalTso {
                 .map_err(KvError::from)?;
             st.high_water_ms = hwm;
         }
-        let ts = Timestamp::compose(physical, logical);
         st.last = ts;
         Ok(ts)
     }

@@ -24,9 +24,63 @@ pub enum Command {
 /// Options of `holo-fusion start`.
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Run as a single-node cluster (bootstraps the store on first start).
+    /// Run as a single-node store without replication (bootstraps the store
+    /// on first start). Without it the node is part of a replicated cluster:
+    /// give `--node-id`, `--listen` and `--bootstrap` or `--join`.
     #[arg(long)]
     pub single_node: bool,
+
+    /// This node's id in the cluster (unique, never reused).
+    #[arg(long, env = "HOLO_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// Address of the internal RPC endpoint (Raft and KV traffic).
+    #[arg(
+        long,
+        env = "HOLO_LISTEN",
+        default_value = "127.0.0.1:26257",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// RPC address other nodes should use (defaults to --listen).
+    #[arg(long, env = "HOLO_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+
+    /// PostgreSQL address other tools should use (defaults to --pg-listen).
+    #[arg(long, env = "HOLO_PG_ADVERTISE", value_name = "HOST:PORT")]
+    pub pg_advertise: Option<String>,
+
+    /// RPC addresses of running nodes to join through (comma-separated).
+    #[arg(
+        long,
+        env = "HOLO_JOIN",
+        value_delimiter = ',',
+        value_name = "ADDR,..."
+    )]
+    pub join: Vec<String>,
+
+    /// Create a new cluster when the store is empty (first node only).
+    #[arg(long)]
+    pub bootstrap: bool,
+
+    /// Replicas per range.
+    #[arg(long, default_value_t = 3)]
+    pub replication_factor: usize,
+
+    /// Split a range once it holds this many MiB (0 = only on demand).
+    #[arg(long, default_value_t = 64)]
+    pub split_size_mib: u64,
+
+    /// Raft heartbeat interval in milliseconds (the election timeout is 6
+    /// to 12 heartbeats; the lease half the shortest election timeout).
+    #[arg(long, default_value_t = 100)]
+    pub raft_heartbeat_ms: u64,
+
+    /// Applied Raft entries between range snapshots (the log before a
+    /// snapshot is truncated).
+    #[arg(long, default_value_t = 20_000)]
+    pub raft_snapshot_every: u64,
 
     /// Directory of the node's store (created when missing).
     #[arg(long, env = "HOLO_DATA_DIR", value_name = "DIR")]

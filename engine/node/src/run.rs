@@ -2,8 +2,11 @@
 
 use std::sync::Arc;
 
+use holo_cluster::admin::ClusterAdminImpl;
+use holo_cluster::{ClusterConfig, ClusterNode, RaftTuning};
 use holo_kv::client::RetryPolicy;
 use holo_kv::gc::{GcConfig, GcWorker};
+use holo_kv::service::ClusterAdmin;
 use holo_kv::service::{RangeDirectory, RangeService};
 use holo_kv::{KvClient, LocalNode};
 use holo_pg_server::{PgServer, ServerOptions};
@@ -29,6 +32,9 @@ pub enum NodeError {
     /// The SQL layer could not start.
     #[error("starting the SQL layer: {0}")]
     Sql(#[from] holo_sql::SqlError),
+    /// The cluster node could not start.
+    #[error("starting the cluster node: {0}")]
+    Cluster(#[from] holo_cluster::StartError),
     /// The PostgreSQL endpoint could not listen.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -47,11 +53,6 @@ pub async fn run(cli: Cli) -> Result<(), NodeError> {
 }
 
 async fn start(args: StartArgs) -> Result<(), NodeError> {
-    if !args.single_node {
-        return Err(NodeError::Args(
-            "only --single-node is available in this version (multi-node clusters are not built yet)".into(),
-        ));
-    }
     if args.gc_interval < std::time::Duration::from_secs(1) {
         return Err(NodeError::Args("--gc-interval must be at least 1s".into()));
     }
@@ -60,6 +61,19 @@ async fn start(args: StartArgs) -> Result<(), NodeError> {
         block_cache_bytes: args.block_cache_mib << 20,
         ..EngineOptions::default()
     };
+    if args.single_node {
+        start_single(args, engine_options).await
+    } else {
+        start_cluster(args, engine_options).await
+    }
+}
+
+async fn start_single(args: StartArgs, engine_options: EngineOptions) -> Result<(), NodeError> {
+    if args.bootstrap || !args.join.is_empty() {
+        return Err(NodeError::Args(
+            "--single-node cannot be combined with --bootstrap or --join".into(),
+        ));
+    }
     let node = LocalNode::open_single(&args.data_dir, engine_options).map_err(|source| {
         NodeError::Store {
             dir: args.data_dir.display().to_string(),
@@ -83,6 +97,62 @@ async fn start(args: StartArgs) -> Result<(), NodeError> {
         },
     );
     tokio::spawn(gc.run());
+    let node_id = node.ident().node_id;
+    serve_sql(&args, engine, node_id).await
+}
+
+async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result<(), NodeError> {
+    let Some(node_id) = args.node_id else {
+        return Err(NodeError::Args(
+            "a cluster node needs --node-id (or use --single-node)".into(),
+        ));
+    };
+    if args.raft_heartbeat_ms < 10 {
+        return Err(NodeError::Args(
+            "--raft-heartbeat-ms must be at least 10".into(),
+        ));
+    }
+    let config = ClusterConfig {
+        node_id,
+        data_dir: args.data_dir.clone(),
+        engine: engine_options,
+        listen: args.listen,
+        advertise: args.advertise.clone(),
+        pg_addr: args
+            .pg_advertise
+            .clone()
+            .unwrap_or_else(|| args.pg_listen.to_string()),
+        join: args.join.clone(),
+        bootstrap: args.bootstrap,
+        replication_factor: args.replication_factor,
+        split_size_bytes: args.split_size_mib << 20,
+        raft: RaftTuning {
+            heartbeat_ms: args.raft_heartbeat_ms,
+            election_min_ms: args.raft_heartbeat_ms * 6,
+            election_max_ms: args.raft_heartbeat_ms * 12,
+            snapshot_every: args.raft_snapshot_every,
+            logs_to_keep: (args.raft_snapshot_every / 10).max(10),
+        },
+    };
+    let node = ClusterNode::start(config).await?;
+    tracing::info!(node_id, rpc = %node.addr().rpc, "cluster node started");
+    let admin: Arc<dyn ClusterAdmin> = Arc::new(ClusterAdminImpl::new(&node));
+    let engine = SqlEngine::new(
+        node.kv(),
+        SqlOptions {
+            admin: Some(admin),
+            ..SqlOptions::default()
+        },
+    )
+    .await?;
+    serve_sql(&args, engine, node_id).await
+}
+
+async fn serve_sql(
+    args: &StartArgs,
+    engine: Arc<SqlEngine>,
+    node_id: u64,
+) -> Result<(), NodeError> {
     let server = PgServer::bind(
         args.pg_listen,
         engine,
@@ -99,12 +169,9 @@ async fn start(args: StartArgs) -> Result<(), NodeError> {
         addr: args.pg_listen,
         source,
     })?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), cluster = %node.ident().cluster_id, "node started");
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "node started");
     // Readiness line on stdout: scripts and the harness wait for it.
-    println!(
-        "holo-fusion ready pg={addr} node_id={}",
-        node.ident().node_id
-    );
+    println!("holo-fusion ready pg={addr} node_id={node_id}");
     tokio::select! {
         _ = server.run() => {}
         _ = shutdown_signal() => {

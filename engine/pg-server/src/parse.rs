@@ -54,6 +54,8 @@ impl SqlParser {
 
     /// Parses `sql` into statements.
     pub fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
+        let rewritten = holo_sql::ranges::rewrite(sql);
+        let sql = rewritten.as_deref().unwrap_or(sql);
         if needs_compat(sql) {
             return self.compat.parse(sql).map_err(SqlError::from);
         }

@@ -85,6 +85,8 @@ struct Cache {
 /// DDL transactionally and keeps an in-memory cache.
 pub struct Catalog {
     version: std::sync::atomic::AtomicU64,
+    /// The stored catalog version the cache was loaded at.
+    stored_version: std::sync::atomic::AtomicU64,
     kv: Arc<KvClient>,
     txn_options: TxnOptions,
     expr_ctx: SessionContext,
@@ -120,6 +122,7 @@ impl Catalog {
     pub async fn open(kv: Arc<KvClient>, txn_options: TxnOptions) -> SqlResult<Arc<Catalog>> {
         let catalog = Arc::new(Catalog {
             version: std::sync::atomic::AtomicU64::new(0),
+            stored_version: std::sync::atomic::AtomicU64::new(0),
             kv,
             txn_options,
             expr_ctx: SessionContext::new(),
@@ -127,7 +130,38 @@ impl Catalog {
         });
         catalog.bootstrap().await?;
         catalog.reload().await?;
+        // Other nodes' schema changes: picked up within a second (and at
+        // once when a statement names a table this node does not know).
+        let weak = Arc::downgrade(&catalog);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                let Some(catalog) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = catalog.refresh_if_stale().await {
+                    tracing::debug!(error = %e, "catalog refresh failed");
+                }
+            }
+        });
         Ok(catalog)
+    }
+
+    /// Reloads the cache when the stored catalog version differs from the
+    /// loaded one (a schema change, possibly made by another node). Returns
+    /// whether it reloaded.
+    pub async fn refresh_if_stale(&self) -> SqlResult<bool> {
+        let txn = self.begin().await?;
+        let stored = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
+        if stored
+            == self
+                .stored_version
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(false);
+        }
+        self.reload().await?;
+        Ok(true)
     }
 
     async fn begin(&self) -> SqlResult<Transaction> {
@@ -175,6 +209,7 @@ impl Catalog {
     /// Reloads every table descriptor from the store.
     pub async fn reload(&self) -> SqlResult<()> {
         let txn = self.begin().await?;
+        let stored = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
         let prefix = descriptor_prefix();
         let end = prefix_end(&prefix);
         let mut start = prefix.clone();
@@ -196,6 +231,8 @@ impl Catalog {
             }
         }
         *self.cache.write() = cache;
+        self.stored_version
+            .store(stored, std::sync::atomic::Ordering::Release);
         self.bump_local_version();
         Ok(())
     }

@@ -23,6 +23,9 @@ pub struct SqlOptions {
     pub target_partitions: usize,
     /// Rows per Arrow batch.
     pub batch_size: usize,
+    /// Range administration (`ALTER TABLE ... SPLIT AT`, `SHOW RANGES`), when
+    /// the node is part of a cluster.
+    pub admin: Option<std::sync::Arc<dyn holo_kv::service::ClusterAdmin>>,
 }
 
 impl Default for SqlOptions {
@@ -31,6 +34,7 @@ impl Default for SqlOptions {
             txn: TxnOptions::default(),
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             batch_size: 8192,
+            admin: None,
         }
     }
 }

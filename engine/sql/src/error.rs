@@ -398,12 +398,17 @@ impl From<KvError> for SqlError {
                 sqlstate::NO_ACTIVE_SQL_TRANSACTION,
                 "transaction is no longer active",
             ),
+            KvError::AmbiguousCommit(m) => {
+                SqlError::new("40003", format!("statement completion unknown: {m}"))
+                    .with_hint("the write may or may not have been applied; check before retrying")
+            }
             KvError::Storage(m) => SqlError::new(sqlstate::IO_ERROR, format!("storage error: {m}")),
             KvError::RangeNotFound { .. }
             | KvError::EpochNotMatch { .. }
             | KvError::KeyNotInRange { .. }
             | KvError::NotLeader { .. }
             | KvError::RoutingExhausted { .. }
+            | KvError::NodeUnreachable { .. }
             | KvError::Unavailable(_) => SqlError::new(
                 sqlstate::SERIALIZATION_FAILURE,
                 format!("range temporarily unavailable: {e}"),

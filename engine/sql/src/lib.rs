@@ -12,6 +12,7 @@ pub mod ddl;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod ranges;
 pub mod session;
 pub mod types;
 

@@ -712,6 +712,18 @@ impl Session {
                 let stream = execute_stream(physical, self.state.task_ctx())?;
                 Ok(StatementOutput::Rows(stream))
             }
+            Statement::Call(f) if crate::ranges::is_range_call(f) => {
+                self.require_autocommit(autocommit, "range statements")?;
+                let catalog = self.engine.catalog().clone();
+                let out = crate::ranges::execute(
+                    self.engine.base_context(),
+                    self.engine.options().admin.as_ref(),
+                    |name| catalog.table(name),
+                    f,
+                )
+                .await?;
+                rows_of(out.batch.schema(), vec![out.batch])
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::Discard { .. } => {
@@ -991,6 +1003,8 @@ impl Session {
 
 /// Parses SQL text with the PostgreSQL dialect.
 pub fn parse_sql(sql: &str) -> SqlResult<Vec<Statement>> {
+    let rewritten = crate::ranges::rewrite(sql);
+    let sql = rewritten.as_deref().unwrap_or(sql);
     Ok(datafusion::sql::sqlparser::parser::Parser::parse_sql(
         &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
         sql,

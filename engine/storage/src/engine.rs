@@ -112,6 +112,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes `batch` atomically, synced or not regardless of the engine
+    /// options (Raft logs are always synced; state-machine applies need not
+    /// be, their log is).
+    pub fn write_with_sync(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
     /// Reads an engine-local metadata value.
     pub fn get_meta(&self, name: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(self.cf(CF_META)?, name)?)

@@ -25,9 +25,14 @@ pub const CF_WRITE: &str = "write";
 pub const CF_DATA: &str = "default";
 /// Column family of engine-local metadata (not replicated).
 pub const CF_META: &str = "meta";
+/// Column family of Raft state: logs, votes and applied state per range.
+pub const CF_RAFT: &str = "raft";
 
 /// Every column family the engine opens.
-pub const ALL_CFS: [&str; 4] = [CF_DATA, CF_LOCK, CF_WRITE, CF_META];
+pub const ALL_CFS: [&str; 5] = [CF_DATA, CF_LOCK, CF_WRITE, CF_META, CF_RAFT];
+
+/// The column families holding a range's MVCC data, in snapshot order.
+pub const DATA_CFS: [&str; 3] = [CF_LOCK, CF_WRITE, CF_DATA];
 
 /// The encoded user key: the key of the lock column family.
 pub fn encode_key(raw: &[u8]) -> Vec<u8> {

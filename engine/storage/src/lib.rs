@@ -30,4 +30,4 @@ pub use engine::{Engine, EngineOptions};
 pub use error::{Result, StorageError};
 pub use mvcc::reader::{MvccReader, ReadOptions, ScanResult};
 pub use range::{RangeDescriptor, RangeEpoch, RangeId, ReplicaDescriptor};
-pub use store::MvccStore;
+pub use store::{MvccStore, SpanEntry};

@@ -12,6 +12,9 @@ use crate::{Engine, RangeDescriptor, Result, StorageError};
 
 const META_GC_SAFE_POINT: &[u8] = b"gc_safe_point";
 
+/// One raw entry of a span export: `(index in DATA_CFS, key, value)`.
+pub type SpanEntry = (u8, Vec<u8>, Vec<u8>);
+
 /// MVCC reads and commands on the ranges of one engine.
 #[derive(Debug)]
 pub struct MvccStore {
@@ -105,6 +108,19 @@ impl MvccStore {
     /// Evaluates `cmd` and applies its batch atomically. On error nothing is
     /// written. The caller must hold latches on `cmd.keys()`.
     pub fn apply(&self, range: &RangeDescriptor, cmd: &WriteCommand) -> Result<WriteResult> {
+        let (batch, result) = self.evaluate(range, cmd)?;
+        self.engine.write(batch)?;
+        Ok(result)
+    }
+
+    /// Evaluates `cmd` into a batch without writing it: a replicated state
+    /// machine adds its applied index to the batch and writes both at once.
+    /// On a key error the error is returned and no batch is produced.
+    pub fn evaluate(
+        &self,
+        range: &RangeDescriptor,
+        cmd: &WriteCommand,
+    ) -> Result<(rocksdb::WriteBatch, WriteResult)> {
         if let Some(start_ts) = cmd.start_ts()
             && matches!(
                 cmd,
@@ -120,12 +136,140 @@ impl MvccStore {
                 .into());
             }
         }
+        self.evaluate_unchecked(range, cmd)
+    }
+
+    /// Like [`MvccStore::evaluate`] without the node-local GC safe-point check:
+    /// a replicated state machine must decide the same on every replica, and
+    /// the leaseholder checks the safe point before proposing.
+    pub fn evaluate_unchecked(
+        &self,
+        range: &RangeDescriptor,
+        cmd: &WriteCommand,
+    ) -> Result<(rocksdb::WriteBatch, WriteResult)> {
         let reader = MvccReader::new(&self.engine);
         let mut txn = MvccTxn::new(&self.engine);
         let result = evaluate(&reader, &mut txn, range, cmd)?;
-        drop(reader);
-        self.engine.write(txn.into_batch())?;
-        Ok(result)
+        Ok((txn.into_batch(), result))
+    }
+
+    /// Every entry of the range's MVCC column families in `[start, end)`
+    /// (raw keys; empty `end` = unbounded), for snapshots: `(cf index in
+    /// DATA_CFS, encoded key, value)`.
+    pub fn export_span(&self, start: &[u8], end: &[u8]) -> Result<Vec<SpanEntry>> {
+        use crate::keys::{DATA_CFS, encode_key};
+        let snapshot = self.engine.db().snapshot();
+        let lower = encode_key(start);
+        let upper = (!end.is_empty()).then(|| encode_key(end));
+        let mut out = Vec::new();
+        for (i, cf) in DATA_CFS.iter().enumerate() {
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_iterate_lower_bound(lower.clone());
+            if let Some(u) = &upper {
+                opts.set_iterate_upper_bound(u.clone());
+            }
+            let mut it = snapshot.raw_iterator_cf_opt(self.engine.cf(cf)?, opts);
+            it.seek(&lower);
+            while let Some((k, v)) = it.item() {
+                out.push((i as u8, k.to_vec(), v.to_vec()));
+                it.next();
+            }
+            it.status()?;
+        }
+        Ok(out)
+    }
+
+    /// Adds to `batch` the replacement of everything in `[start, end)` by
+    /// `entries` (as produced by [`MvccStore::export_span`]).
+    pub fn import_span(
+        &self,
+        batch: &mut rocksdb::WriteBatch,
+        start: &[u8],
+        end: &[u8],
+        entries: &[SpanEntry],
+    ) -> Result<()> {
+        use crate::keys::{DATA_CFS, encode_key};
+        let lower = encode_key(start);
+        // An unbounded end: past every encoded key (their first byte is a
+        // raw key byte or the 0xF7 marker of the empty key).
+        let upper = if end.is_empty() {
+            vec![0xFF; 16]
+        } else {
+            encode_key(end)
+        };
+        for cf in DATA_CFS {
+            batch.delete_range_cf(self.engine.cf(cf)?, &lower, &upper);
+        }
+        for (i, k, v) in entries {
+            let cf = DATA_CFS.get(*i as usize).ok_or(StorageError::Decode(
+                holo_txn_types::DecodeError::Corrupt("snapshot column family"),
+            ))?;
+            batch.put_cf(self.engine.cf(cf)?, k, v);
+        }
+        Ok(())
+    }
+
+    /// Approximate bytes stored for `[start, end)` (empty `end` =
+    /// unbounded) across the MVCC column families, from RocksDB's file and
+    /// memtable statistics.
+    pub fn approximate_size(&self, start: &[u8], end: &[u8]) -> Result<u64> {
+        use crate::keys::{DATA_CFS, encode_key};
+        let lower = encode_key(start);
+        let upper = if end.is_empty() {
+            vec![0xFF; 16]
+        } else {
+            encode_key(end)
+        };
+        let mut total = 0;
+        for cf in DATA_CFS {
+            let sizes = self.engine.db().get_approximate_sizes_cf(
+                self.engine.cf(cf)?,
+                &[rocksdb::Range::new(&lower, &upper)],
+            );
+            total += sizes.iter().sum::<u64>();
+        }
+        Ok(total)
+    }
+
+    /// A user key near the middle of `[start, end)` by count of committed
+    /// versions (a split point), or `None` when the span holds fewer than
+    /// two keys.
+    pub fn middle_key(&self, start: &[u8], end: &[u8]) -> Result<Option<Vec<u8>>> {
+        use crate::keys::{CF_WRITE, decode_key, encode_key, split_versioned};
+        let snapshot = self.engine.db().snapshot();
+        let lower = encode_key(start);
+        let upper = (!end.is_empty()).then(|| encode_key(end));
+        let iter = || -> Result<rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>> {
+            let mut opts = rocksdb::ReadOptions::default();
+            opts.set_iterate_lower_bound(lower.clone());
+            if let Some(u) = &upper {
+                opts.set_iterate_upper_bound(u.clone());
+            }
+            let mut it = snapshot.raw_iterator_cf_opt(self.engine.cf(CF_WRITE)?, opts);
+            it.seek(&lower);
+            Ok(it)
+        };
+        let mut it = iter()?;
+        let mut count = 0u64;
+        while it.valid() {
+            count += 1;
+            it.next();
+        }
+        it.status()?;
+        if count < 2 {
+            return Ok(None);
+        }
+        let mut it = iter()?;
+        for _ in 0..count / 2 {
+            it.next();
+        }
+        match it.key() {
+            Some(k) => {
+                let (encoded, _) = split_versioned(k)?;
+                Ok(Some(decode_key(encoded)?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// A reader over a fresh snapshot, for lock scans and GC planning.

@@ -2,6 +2,7 @@
 //! PostgreSQL wire protocol with tokio-postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod cluster;
 mod ddl;
 mod dml;
 mod durability;
@@ -41,6 +42,13 @@ fn spawn(dir: &Path) -> (Child, String) {
         .spawn()
         .expect("spawn holo-fusion");
     let stdout = child.stdout.take().expect("stdout");
+    let addr = wait_ready_line(ready_lines(stdout), "node");
+    (child, addr)
+}
+
+/// Forwards the PostgreSQL address of each readiness line of a node's
+/// stdout.
+pub fn ready_lines(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -54,10 +62,36 @@ fn spawn(dir: &Path) -> (Child, String) {
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("node did not become ready within 60s");
-    (child, addr)
+    rx
+}
+
+/// Waits (at most 90 s) for a node's readiness line.
+pub fn wait_ready_line(rx: std::sync::mpsc::Receiver<String>, what: &str) -> String {
+    rx.recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("{what} did not become ready within 90s"))
+}
+
+/// A client of the PostgreSQL endpoint at `addr`, retrying connection
+/// refusals for up to 30 s.
+pub async fn connect(addr: &str) -> Client {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let conn_str = format!("host={host} port={port} user=postgres dbname=holo connect_timeout=10");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio_postgres::connect(&conn_str, NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                return client;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("connect retry: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot connect to {addr}: {e}"),
+        }
+    }
 }
 
 impl TestNode {
@@ -92,25 +126,7 @@ impl TestNode {
 
     /// A connected client.
     pub async fn client(&self) -> Client {
-        let (host, port) = self.addr.rsplit_once(':').unwrap();
-        let conn_str =
-            format!("host={host} port={port} user=postgres dbname=holo connect_timeout=10");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match tokio_postgres::connect(&conn_str, NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                    return client;
-                }
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("connect retry: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot connect to {}: {e}", self.addr),
-            }
-        }
+        connect(&self.addr).await
     }
 }
 

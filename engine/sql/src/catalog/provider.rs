@@ -94,10 +94,18 @@ impl SchemaProvider for HoloSchemaProvider {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .catalog
-            .table(name)
-            .map(|entry| Arc::new(HoloTable { entry }) as Arc<dyn TableProvider>))
+        let mut entry = self.catalog.table(name);
+        // Unknown here: another node may have just created it.
+        if entry.is_none()
+            && self
+                .catalog
+                .refresh_if_stale()
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+        {
+            entry = self.catalog.table(name);
+        }
+        Ok(entry.map(|entry| Arc::new(HoloTable { entry }) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {

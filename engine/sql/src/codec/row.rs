@@ -185,7 +185,16 @@ impl RowCodec {
         if pk_arrays.len() != self.pk.len() {
             return Err(SqlError::internal("wrong number of key columns"));
         }
-        let conformed = pk_arrays
+        self.encode_key_prefixes(pk_arrays)
+    }
+
+    /// Encodes keys from the first `arrays.len()` key columns (a prefix of
+    /// the primary key sorts before every key that starts with it).
+    pub fn encode_key_prefixes(&self, arrays: &[ArrayRef]) -> SqlResult<Vec<Vec<u8>>> {
+        if arrays.len() > self.pk.len() {
+            return Err(SqlError::internal("too many key columns"));
+        }
+        let conformed = arrays
             .iter()
             .zip(&self.pk)
             .map(|(a, &c)| conform(a, self.columns[c].ty))

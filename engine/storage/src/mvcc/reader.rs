@@ -7,7 +7,7 @@ use crate::keys::{CF_DATA, CF_LOCK, CF_WRITE, decode_key, encode_key, split_vers
 use crate::{Engine, Result, StorageError};
 
 /// How a read treats timestamps and locks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReadOptions {
     /// Read the newest version committed at or before this timestamp.
     pub read_ts: Timestamp,
@@ -35,7 +35,7 @@ impl ReadOptions {
 }
 
 /// The result of one scan call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanResult {
     /// Live key-value pairs in key order.
     pub pairs: Vec<(Vec<u8>, Vec<u8>)>,

@@ -1,0 +1,333 @@
+//! [`RangeReplica`]: one range's Raft group on this node, and the
+//! leaseholder's read and write paths.
+//!
+//! The leaseholder is the Raft leader. Reads are served locally while the
+//! leader's quorum acknowledgement is fresher than the lease (shorter than
+//! the election timeout, so no other leader can exist), otherwise after a
+//! read-index round (`ensure_linearizable`). Writes take latches on their
+//! keys, are proposed, and are acknowledged once applied after a quorum
+//! commit; latches are held until then, so readers of those keys wait.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use holo_kv::KvError;
+use holo_kv::latch::{LatchKind, Latches, Span};
+use holo_kv::replica::prepare_write;
+use holo_kv::service::{KvWrite, RangeHeader, WriteResponse};
+use holo_kv::tso::TimestampOracle;
+use holo_raft::types::ApplyError;
+use holo_raft::{RaftCommand, RaftResponse, RangeRaft};
+use holo_storage::{MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult};
+use openraft::ServerState;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use parking_lot::RwLock;
+
+use crate::status::ReplicaStatus;
+
+/// How long a proposal may wait for its commit before the answer becomes
+/// "ambiguous".
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a read-index round may take.
+const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One range on this node.
+pub struct RangeReplica {
+    id: RangeId,
+    node_id: u64,
+    raft: RangeRaft,
+    desc: Arc<RwLock<RangeDescriptor>>,
+    tso_high_water_ms: Arc<AtomicU64>,
+    latches: Arc<Latches>,
+    store: Arc<MvccStore>,
+    lease_ms: u64,
+}
+
+impl std::fmt::Debug for RangeReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeReplica")
+            .field("range", &self.id)
+            .finish()
+    }
+}
+
+type Result<T> = std::result::Result<T, KvError>;
+
+impl RangeReplica {
+    /// Wraps a started Raft group.
+    pub fn new(
+        node_id: u64,
+        raft: RangeRaft,
+        desc: Arc<RwLock<RangeDescriptor>>,
+        tso_high_water_ms: Arc<AtomicU64>,
+        store: Arc<MvccStore>,
+        lease_ms: u64,
+    ) -> RangeReplica {
+        let id = desc.read().id;
+        RangeReplica {
+            id,
+            node_id,
+            raft,
+            desc,
+            tso_high_water_ms,
+            latches: Latches::new(),
+            store,
+            lease_ms,
+        }
+    }
+
+    /// The range id.
+    pub fn id(&self) -> RangeId {
+        self.id
+    }
+
+    /// The Raft handle.
+    pub fn raft(&self) -> &RangeRaft {
+        &self.raft
+    }
+
+    /// The current descriptor.
+    pub fn descriptor(&self) -> RangeDescriptor {
+        self.desc.read().clone()
+    }
+
+    /// The timestamp oracle's persisted high-water mark (meta range).
+    pub fn tso_high_water_ms(&self) -> u64 {
+        self.tso_high_water_ms
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether the replica has received its data (a replica created by a
+    /// peer's message waits for a snapshot).
+    pub fn initialized(&self) -> bool {
+        !self.desc.read().replicas.is_empty()
+    }
+
+    /// The leader this replica knows of.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this replica leads its group.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// The replica's status for `holoctl` and `SHOW RANGES`.
+    pub fn status(&self) -> ReplicaStatus {
+        let desc = self.descriptor();
+        let m = self.raft.metrics().borrow().clone();
+        let approximate_bytes = self
+            .store
+            .approximate_size(&desc.start_key, &desc.end_key)
+            .unwrap_or(0);
+        ReplicaStatus {
+            initialized: !desc.replicas.is_empty(),
+            desc,
+            leader: m.current_leader,
+            term: m.current_term,
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            approximate_bytes,
+        }
+    }
+
+    fn check(&self, header: &RangeHeader) -> Result<RangeDescriptor> {
+        let desc = self.desc.read();
+        if desc.id != header.range_id || desc.replicas.is_empty() {
+            return Err(KvError::RangeNotFound {
+                range_id: header.range_id,
+                node_id: self.node_id,
+            });
+        }
+        // Only the span generation matters for routing; replica changes
+        // (conf_ver) do not move keys.
+        if desc.epoch.version != header.epoch.version {
+            return Err(KvError::EpochNotMatch {
+                range_id: header.range_id,
+                current: Some(Box::new(desc.clone())),
+            });
+        }
+        Ok(desc.clone())
+    }
+
+    fn not_leader(&self) -> KvError {
+        KvError::NotLeader {
+            range_id: self.id,
+            leader: self.leader().filter(|l| *l != self.node_id),
+        }
+    }
+
+    /// Fails unless this replica leads the group and holds a valid lease:
+    /// a quorum acknowledged it within the lease and it applied an entry of
+    /// its own term (so everything committed before it is applied).
+    fn has_lease(&self) -> Result<bool> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
+            return Err(self.not_leader());
+        }
+        let fresh = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms < self.lease_ms);
+        let own_term_applied = m
+            .last_applied
+            .is_some_and(|l| l.leader_id.term == m.current_term);
+        Ok(fresh && own_term_applied)
+    }
+
+    /// Makes a read at this replica linearizable.
+    pub async fn ensure_readable(&self) -> Result<()> {
+        if self.has_lease()? {
+            return Ok(());
+        }
+        match tokio::time::timeout(READ_INDEX_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                Err(KvError::NotLeader {
+                    range_id: self.id,
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => Err(
+                KvError::Unavailable(format!("range {} cannot reach a quorum: {q}", self.id)),
+            ),
+            Ok(Err(RaftError::Fatal(f))) => Err(KvError::Unavailable(format!(
+                "range {} stopped: {f}",
+                self.id
+            ))),
+            Err(_) => Err(KvError::Unavailable(format!(
+                "range {} cannot reach a quorum (no answer within {READ_INDEX_TIMEOUT:?})",
+                self.id
+            ))),
+        }
+    }
+
+    /// Reads one key at `read.read_ts`.
+    pub async fn get(
+        &self,
+        header: RangeHeader,
+        key: Vec<u8>,
+        read: ReadOptions,
+    ) -> Result<Option<Vec<u8>>> {
+        let desc = self.check(&header)?;
+        self.ensure_readable().await?;
+        let _latch = self
+            .latches
+            .acquire(vec![Span::point(&key)], LatchKind::Read)
+            .await;
+        Ok(self.store.get(&desc, &key, &read)?)
+    }
+
+    /// Scans `[start, end)` clamped to the range.
+    pub async fn scan(
+        &self,
+        header: RangeHeader,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        read: ReadOptions,
+        limit: usize,
+    ) -> Result<ScanResult> {
+        let desc = self.check(&header)?;
+        self.ensure_readable().await?;
+        let span = Span {
+            start: start.clone(),
+            end: end.clone(),
+        };
+        let _latch = self.latches.acquire(vec![span], LatchKind::Read).await;
+        Ok(self.store.scan(&desc, &start, &end, &read, limit)?)
+    }
+
+    /// Replicates a write and returns its result once applied here. A
+    /// one-phase commit takes its commit timestamp from `tso` inside the
+    /// latches of its keys.
+    pub async fn write(
+        &self,
+        header: RangeHeader,
+        write: KvWrite,
+        tso: &dyn TimestampOracle,
+    ) -> Result<WriteResponse> {
+        self.check(&header)?;
+        self.require_quorum()?;
+        let _latch = self.latches.acquire_for(&write).await;
+        let (cmd, commit_ts) = prepare_write(write, tso).await?;
+        match self.propose(RaftCommand::Write(cmd)).await? {
+            RaftResponse::Write(Ok(result)) => Ok(WriteResponse { result, commit_ts }),
+            RaftResponse::Write(Err(e)) => Err(self.apply_error(e)),
+            other => Err(KvError::Storage(format!(
+                "unexpected apply result {other:?}"
+            ))),
+        }
+    }
+
+    /// Refuses a write up front when the leader has not heard from a quorum
+    /// for longer than an election timeout: it would not commit.
+    fn require_quorum(&self) -> Result<()> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
+            return Err(self.not_leader());
+        }
+        let voters = m.membership_config.membership().voter_ids().count();
+        if voters > 1
+            && m.millis_since_quorum_ack
+                .is_none_or(|ms| ms > 4 * self.lease_ms)
+        {
+            return Err(KvError::Unavailable(format!(
+                "range {} has lost its quorum ({} ms since the last acknowledgement)",
+                self.id,
+                m.millis_since_quorum_ack
+                    .map_or("no".to_string(), |ms| ms.to_string())
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn apply_error(&self, e: ApplyError) -> KvError {
+        match e {
+            ApplyError::Key(k) => KvError::Key(k),
+            ApplyError::KeyNotInRange => KvError::KeyNotInRange { range_id: self.id },
+            ApplyError::Invalid(m) => {
+                KvError::Storage(format!("invalid command for range {}: {m}", self.id))
+            }
+        }
+    }
+
+    /// Proposes `cmd` and waits for its application here.
+    pub async fn propose(&self, cmd: RaftCommand) -> Result<RaftResponse> {
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(KvError::NotLeader {
+                    range_id: self.id,
+                    leader: f.leader_id,
+                })
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(KvError::Unavailable(format!("range {}: {e}", self.id)))
+            }
+            Ok(Err(RaftError::Fatal(f))) => Err(KvError::AmbiguousCommit(format!(
+                "range {} stopped: {f}",
+                self.id
+            ))),
+            Err(_) => Err(KvError::AmbiguousCommit(format!(
+                "range {} did not commit the write within {PROPOSE_TIMEOUT:?} (quorum lost?)",
+                self.id
+            ))),
+        }
+    }
+
+    /// Stops the group.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(range = %self.id, error = %e, "raft shutdown failed");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The openraft type configuration of HoloStore ranges.
+
+use std::io::Cursor;
+
+use holo_storage::{RangeDescriptor, RangeId, WriteCommand, WriteResult};
+use holo_txn_types::KeyError;
+use serde::{Deserialize, Serialize};
+
+/// Where a node can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddr {
+    /// Internal RPC address (`host:port`).
+    pub rpc: String,
+    /// PostgreSQL endpoint address.
+    pub pg: String,
+}
+
+/// A replicated command of a range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftCommand {
+    /// An MVCC command, evaluated against the state at apply time (every
+    /// input, times included, is inside it: deterministic on all replicas).
+    Write(WriteCommand),
+    /// Split the range at `split_key`; keys from it on move to a new range
+    /// `new_range_id` on the same replicas.
+    Split {
+        /// First key of the right-hand range.
+        split_key: Vec<u8>,
+        /// Id of the right-hand range.
+        new_range_id: RangeId,
+    },
+    /// Persist the timestamp oracle's high-water mark (meta range only).
+    TsoHighWater {
+        /// Milliseconds since the epoch no issued timestamp may exceed.
+        physical_ms: u64,
+    },
+}
+
+impl std::fmt::Display for RaftCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RaftCommand::Write(cmd) => write!(f, "write({} keys)", cmd.keys().len()),
+            RaftCommand::Split { new_range_id, .. } => write!(f, "split(->{new_range_id})"),
+            RaftCommand::TsoHighWater { physical_ms } => write!(f, "tso_hwm({physical_ms})"),
+        }
+    }
+}
+
+/// Why a replicated command did not apply (deterministic on every replica).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyError {
+    /// A transactional rule failed at one key.
+    Key(KeyError),
+    /// A key lies outside the range (it split since the command was sent).
+    KeyNotInRange,
+    /// The command is malformed or does not apply to this range.
+    Invalid(String),
+}
+
+/// The result of applying one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftResponse {
+    /// A blank or membership entry.
+    None,
+    /// An MVCC command's result.
+    Write(Result<WriteResult, ApplyError>),
+    /// A split's outcome: the left and right descriptors.
+    Split(Result<(RangeDescriptor, RangeDescriptor), ApplyError>),
+    /// The high-water mark now persisted.
+    TsoHighWater(u64),
+}
+
+openraft::declare_raft_types!(
+    /// Type configuration of every range's Raft group.
+    pub TypeConfig:
+        D = RaftCommand,
+        R = RaftResponse,
+        NodeId = u64,
+        Node = NodeAddr,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);

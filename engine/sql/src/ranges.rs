@@ -1,0 +1,331 @@
+//! Range statements: `ALTER TABLE t SPLIT AT VALUES (...)[, (...)]` and
+//! `SHOW RANGES FROM TABLE t`.
+//!
+//! sqlparser has no grammar for them, so [`rewrite`] turns their text into
+//! `CALL holo_split_at('t', (...), ...)` and `CALL holo_show_ranges('t')`,
+//! which [`execute`] runs through the node's [`ClusterAdmin`].
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::DFSchema;
+use datafusion::logical_expr::{ColumnarValue, ExprSchemable};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
+};
+use holo_kv::service::ClusterAdmin;
+
+use crate::catalog::TableEntry;
+use crate::codec::key::{prefix_end, table_prefix};
+use crate::error::{SqlError, SqlResult, sqlstate};
+
+const SPLIT_FN: &str = "holo_split_at";
+const SHOW_FN: &str = "holo_show_ranges";
+
+/// Rewrites the range statements' text into `CALL`s sqlparser understands;
+/// other text is returned unchanged (`None`).
+pub fn rewrite(sql: &str) -> Option<String> {
+    let trimmed = sql.trim().trim_end_matches(';').trim();
+    let words: Vec<&str> = trimmed.split_whitespace().collect();
+    let upper: Vec<String> = words
+        .iter()
+        .take(7)
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let is = |i: usize, w: &str| upper.get(i).is_some_and(|u| u == w);
+    if is(0, "SHOW") && is(1, "RANGES") && is(2, "FROM") && is(3, "TABLE") && words.len() == 5 {
+        return Some(format!("CALL {SHOW_FN}({})", quote_name(words[4])));
+    }
+    if is(0, "ALTER")
+        && is(1, "TABLE")
+        && words.len() > 6
+        && is(3, "SPLIT")
+        && is(4, "AT")
+        && is(5, "VALUES")
+    {
+        // Everything after VALUES, as written.
+        let values_pos = find_word(trimmed, 5)?;
+        let rest = trimmed[values_pos..].trim_start();
+        let rest = rest.get("VALUES".len()..)?.trim();
+        return Some(format!("CALL {SPLIT_FN}({}, {rest})", quote_name(words[2])));
+    }
+    None
+}
+
+/// Byte offset of the `n`-th whitespace-separated word of `s`.
+fn find_word(s: &str, n: usize) -> Option<usize> {
+    let mut count = 0;
+    let mut in_word = false;
+    for (i, c) in s.char_indices() {
+        if c.is_whitespace() {
+            in_word = false;
+        } else if !in_word {
+            if count == n {
+                return Some(i);
+            }
+            count += 1;
+            in_word = true;
+        }
+    }
+    None
+}
+
+/// A table name as a string literal: unquoted names fold to lower case,
+/// double-quoted names keep their case.
+fn quote_name(name: &str) -> String {
+    let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => name.to_lowercase(),
+    };
+    format!("'{}'", name.replace('\'', "''"))
+}
+
+/// Whether `f` is one of the range calls.
+pub fn is_range_call(f: &Function) -> bool {
+    let name = f.name.to_string().to_lowercase();
+    name == SPLIT_FN || name == SHOW_FN
+}
+
+fn args(f: &Function) -> SqlResult<Vec<SqlExpr>> {
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(SqlError::new(sqlstate::SYNTAX_ERROR, "missing arguments"));
+    };
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e.clone()),
+            _ => Err(SqlError::new(sqlstate::SYNTAX_ERROR, "unexpected argument")),
+        })
+        .collect()
+}
+
+fn table_arg(e: &SqlExpr) -> SqlResult<String> {
+    match e {
+        SqlExpr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => Ok(s.clone()),
+            _ => Err(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                "expected a table name",
+            )),
+        },
+        _ => Err(SqlError::new(
+            sqlstate::SYNTAX_ERROR,
+            "expected a table name",
+        )),
+    }
+}
+
+/// The output of a range statement.
+pub struct RangeOutput {
+    /// Its rows.
+    pub batch: RecordBatch,
+}
+
+/// Runs a range call.
+pub async fn execute(
+    ctx: &SessionContext,
+    admin: Option<&Arc<dyn ClusterAdmin>>,
+    lookup: impl Fn(&str) -> Option<Arc<TableEntry>>,
+    f: &Function,
+) -> SqlResult<RangeOutput> {
+    let Some(admin) = admin else {
+        return Err(SqlError::unsupported(
+            "range statements need a cluster node (this node runs with --single-node)",
+        ));
+    };
+    let args = args(f)?;
+    let Some(first) = args.first() else {
+        return Err(SqlError::new(sqlstate::SYNTAX_ERROR, "missing table name"));
+    };
+    let name = table_arg(first)?;
+    let entry = lookup(&name).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::UNDEFINED_TABLE,
+            format!("relation \"{name}\" does not exist"),
+        )
+    })?;
+    let fname = f.name.to_string().to_lowercase();
+    if fname == SPLIT_FN {
+        split(ctx, admin.as_ref(), &entry, &args[1..]).await
+    } else {
+        show(admin.as_ref(), &entry).await
+    }
+}
+
+async fn split(
+    ctx: &SessionContext,
+    admin: &dyn ClusterAdmin,
+    entry: &TableEntry,
+    rows: &[SqlExpr],
+) -> SqlResult<RangeOutput> {
+    if rows.is_empty() {
+        return Err(SqlError::new(
+            sqlstate::SYNTAX_ERROR,
+            "SPLIT AT VALUES needs at least one row",
+        ));
+    }
+    let pk = entry.codec.pk_indices().to_vec();
+    let mut keys = Vec::new();
+    for row in rows {
+        let values: Vec<SqlExpr> = match row {
+            SqlExpr::Tuple(items) => items.clone(),
+            SqlExpr::Nested(inner) => vec![(**inner).clone()],
+            other => vec![other.clone()],
+        };
+        if values.is_empty() || values.len() > pk.len() {
+            return Err(SqlError::new(
+                sqlstate::SYNTAX_ERROR,
+                format!(
+                    "SPLIT AT values must have 1 to {} columns (the primary key of \"{}\")",
+                    pk.len(),
+                    entry.desc.name
+                ),
+            ));
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        for (v, &c) in values.iter().zip(&pk) {
+            arrays.push(constant(
+                ctx,
+                &v.to_string(),
+                entry.desc.columns[c].ty.arrow_type(),
+            )?);
+        }
+        // A prefix of the key columns splits before every key with it.
+        let key = entry.codec.encode_key_prefixes(&arrays)?.into_iter().next();
+        keys.push(key.unwrap_or_else(|| entry.codec.index_prefix().to_vec()));
+    }
+    let mut ids = Vec::new();
+    let mut pretty = Vec::new();
+    for key in keys {
+        admin.split_at(key.clone()).await.map_err(SqlError::from)?;
+        pretty.push(describe(entry, &key));
+        let info = admin
+            .range_info(&key, &prefix_end(&key))
+            .await
+            .map_err(SqlError::from)?;
+        ids.push(info.first().map_or(0, |r| r.desc.id.0 as i64));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("range_id", DataType::Int64, false),
+        Field::new("split_key", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(pretty)),
+        ],
+    )
+    .map_err(|e| SqlError::internal(e.to_string()))?;
+    Ok(RangeOutput { batch })
+}
+
+fn constant(ctx: &SessionContext, sql: &str, ty: DataType) -> SqlResult<ArrayRef> {
+    let empty = DFSchema::empty();
+    let expr = ctx.parse_sql_expr(sql, &empty)?;
+    let physical = ctx.create_physical_expr(expr.cast_to(&ty, &empty)?, &empty)?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(Schema::empty()),
+        vec![],
+        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+    )
+    .map_err(|e| SqlError::internal(e.to_string()))?;
+    match physical.evaluate(&batch)? {
+        ColumnarValue::Array(a) => Ok(a),
+        ColumnarValue::Scalar(s) => Ok(s.to_array()?),
+    }
+}
+
+fn describe(entry: &TableEntry, key: &[u8]) -> String {
+    let prefix = entry.codec.index_prefix();
+    if key <= prefix {
+        return "-inf".into();
+    }
+    if key >= prefix_end(prefix).as_slice() {
+        return "+inf".into();
+    }
+    entry.codec.describe_key(key).unwrap_or_else(|| {
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        format!("x'{hex}'")
+    })
+}
+
+async fn show(admin: &dyn ClusterAdmin, entry: &TableEntry) -> SqlResult<RangeOutput> {
+    let start = table_prefix(entry.desc.id);
+    let end = prefix_end(&start);
+    let ranges = admin
+        .range_info(&start, &end)
+        .await
+        .map_err(SqlError::from)?;
+    let n = ranges.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut starts = Vec::with_capacity(n);
+    let mut ends = Vec::with_capacity(n);
+    let mut replica_lists = Vec::with_capacity(n);
+    let mut leaseholders = Vec::with_capacity(n);
+    let mut sizes = Vec::with_capacity(n);
+    let mut generations = Vec::with_capacity(n);
+    for r in ranges {
+        let d = &r.desc;
+        ids.push(d.id.0 as i64);
+        starts.push(if d.start_key.as_slice() <= start.as_slice() {
+            "-inf".into()
+        } else {
+            describe(entry, &d.start_key)
+        });
+        ends.push(if d.end_key.is_empty() || d.end_key >= end {
+            "+inf".into()
+        } else {
+            describe(entry, &d.end_key)
+        });
+        let replicas: Vec<String> = d.replicas.iter().map(|r| r.node_id.to_string()).collect();
+        replica_lists.push(format!("{{{}}}", replicas.join(",")));
+        leaseholders.push(r.leaseholder.map(|l| l as i64));
+        sizes.push(r.approximate_bytes as i64);
+        generations.push(d.epoch.version as i64);
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("range_id", DataType::Int64, false),
+        Field::new("start_key", DataType::Utf8, false),
+        Field::new("end_key", DataType::Utf8, false),
+        Field::new("replicas", DataType::Utf8, false),
+        Field::new("lease_holder", DataType::Int64, true),
+        Field::new("approximate_bytes", DataType::Int64, false),
+        Field::new("generation", DataType::Int64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(starts)),
+            Arc::new(StringArray::from(ends)),
+            Arc::new(StringArray::from(replica_lists)),
+            Arc::new(Int64Array::from(leaseholders)),
+            Arc::new(Int64Array::from(sizes)),
+            Arc::new(Int64Array::from(generations)),
+        ],
+    )
+    .map_err(|e| SqlError::internal(e.to_string()))?;
+    Ok(RangeOutput { batch })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_range_statements() {
+        assert_eq!(
+            rewrite("ALTER TABLE Orders SPLIT AT VALUES (100), (200);").as_deref(),
+            Some("CALL holo_split_at('orders', (100), (200))")
+        );
+        assert_eq!(
+            rewrite("show ranges from table \"T\"").as_deref(),
+            Some("CALL holo_show_ranges('T')")
+        );
+        assert_eq!(rewrite("SELECT 1"), None);
+        assert_eq!(rewrite("ALTER TABLE t ADD COLUMN c INT"), None);
+    }
+}
