@@ -213,19 +213,6 @@ pub fn config(host: &str, port: u16, user: &str, db: &str) -> tokio_postgres::Co
     c
 }
 
-/// HoloFusion clusters are single-node until range replication lands.
-pub fn single_node_only(nodes: usize) -> Result<(), HarnessError> {
-    if nodes == 1 {
-        return Ok(());
-    }
-    Err(HarnessError::Flag {
-        flag: "nodes".into(),
-        reason: format!(
-            "{nodes} nodes requested, but HoloFusion runs single-node until range replication lands; use --nodes 1"
-        ),
-    })
-}
-
 /// A free loopback TCP port.
 pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

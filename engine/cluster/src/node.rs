@@ -281,7 +281,7 @@ impl ClusterNode {
             install_snapshot_timeout: 30_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
             max_in_snapshot_log_to_keep: t.logs_to_keep,
-            max_payload_entries: 256,
+            max_payload_entries: 32,
             ..Config::default()
         }
         .validate()

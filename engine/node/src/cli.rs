@@ -74,7 +74,7 @@ pub struct StartArgs {
 
     /// Raft heartbeat interval in milliseconds (the election timeout is 6
     /// to 12 heartbeats; the lease half the shortest election timeout).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 150)]
     pub raft_heartbeat_ms: u64,
 
     /// Applied Raft entries between range snapshots (the log before a

@@ -20,3 +20,15 @@ pub use types::{NodeAddr, RaftCommand, RaftResponse, TypeConfig};
 
 /// A range's Raft handle.
 pub type RangeRaft = openraft::Raft<TypeConfig>;
+
+/// Runs blocking storage work (RocksDB writes and fsyncs) from async code
+/// without stalling the runtime's other tasks: on a multi-threaded runtime
+/// the worker hands its other tasks off while `f` runs.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

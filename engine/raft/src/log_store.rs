@@ -208,7 +208,7 @@ impl RaftLogStorage<TypeConfig> for RangeLogStore {
             }
             self.engine.write_with_sync(batch, true).map_err(any)
         };
-        match write() {
+        match crate::blocking(write) {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())

@@ -286,6 +286,58 @@ impl RangeStateMachine {
         })
     }
 
+    fn apply_entries<I>(&mut self, entries: I) -> SResult<Vec<RaftResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>>,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            let mut batch = WriteBatch::default();
+            let (response, event) = match entry.payload {
+                EntryPayload::Blank => (RaftResponse::None, None),
+                EntryPayload::Normal(cmd) => self.apply_command(cmd, &mut batch)?,
+                EntryPayload::Membership(m) => {
+                    self.state.membership = StoredMembership::new(Some(entry.log_id), m);
+                    let mut desc = self.state.desc.clone();
+                    desc.replicas = self
+                        .state
+                        .membership
+                        .voter_ids()
+                        .map(|node_id| holo_storage::ReplicaDescriptor { node_id })
+                        .collect();
+                    desc.epoch.conf_ver += 1;
+                    self.state.desc = desc.clone();
+                    (RaftResponse::None, Some(SmEvent::Membership { desc }))
+                }
+            };
+            self.state.applied = Some(entry.log_id);
+            self.persist(&mut batch)
+                .map_err(StorageIOError::write_state_machine)?;
+            self.engine
+                .write_with_sync(batch, false)
+                .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+            self.publish();
+            if let Some(ev) = event {
+                let _ = self.events.send(ev);
+            }
+            out.push(response);
+        }
+        Ok(out)
+    }
+
+    fn snapshot_builder(&self) -> RangeSnapshotBuilder {
+        match self.build() {
+            Ok(s) => RangeSnapshotBuilder {
+                snapshot: Some(s),
+                error: None,
+            },
+            Err(e) => RangeSnapshotBuilder {
+                snapshot: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
     fn build(&self) -> SResult<Snapshot<TypeConfig>> {
         let desc = self.state.desc.clone();
         let entries = self
@@ -346,54 +398,12 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut out = Vec::new();
-        for entry in entries {
-            let mut batch = WriteBatch::default();
-            let (response, event) = match entry.payload {
-                EntryPayload::Blank => (RaftResponse::None, None),
-                EntryPayload::Normal(cmd) => self.apply_command(cmd, &mut batch)?,
-                EntryPayload::Membership(m) => {
-                    self.state.membership = StoredMembership::new(Some(entry.log_id), m);
-                    let mut desc = self.state.desc.clone();
-                    desc.replicas = self
-                        .state
-                        .membership
-                        .voter_ids()
-                        .map(|node_id| holo_storage::ReplicaDescriptor { node_id })
-                        .collect();
-                    desc.epoch.conf_ver += 1;
-                    self.state.desc = desc.clone();
-                    (RaftResponse::None, Some(SmEvent::Membership { desc }))
-                }
-            };
-            self.state.applied = Some(entry.log_id);
-            self.persist(&mut batch)
-                .map_err(StorageIOError::write_state_machine)?;
-            self.engine
-                .write_with_sync(batch, false)
-                .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
-            self.publish();
-            if let Some(ev) = event {
-                let _ = self.events.send(ev);
-            }
-            out.push(response);
-        }
-        Ok(out)
+        crate::blocking(|| self.apply_entries(entries))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        match self.build() {
-            Ok(s) => RangeSnapshotBuilder {
-                snapshot: Some(s),
-                error: None,
-            },
-            Err(e) => RangeSnapshotBuilder {
-                snapshot: None,
-                error: Some(e.to_string()),
-            },
-        }
+        self.snapshot_builder()
     }
-
     async fn begin_receiving_snapshot(&mut self) -> SResult<Box<Cursor<Vec<u8>>>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }

@@ -18,6 +18,7 @@ pub const IMAGE: &str = "holofusion";
 /// Image tag.
 pub const TAG: &str = "local";
 const PG_PORT: u16 = 5433;
+const RPC_PORT: u16 = 26257;
 
 fn err(reason: impl Into<String>) -> HarnessError {
     HarnessError::Target {
@@ -101,7 +102,12 @@ pub struct DockerCluster {
 impl DockerCluster {
     /// Builds the image and starts the nodes on a private network.
     pub async fn start(opts: &TargetOptions) -> Result<DockerCluster, HarnessError> {
-        super::single_node_only(opts.nodes)?;
+        if opts.nodes == 0 {
+            return Err(HarnessError::Flag {
+                flag: "nodes".into(),
+                reason: "at least one node is needed".into(),
+            });
+        }
         let binary = node_binary(opts.node_binary.as_deref())?;
         build_image(&binary)?;
         let network = format!("holo-harness-{:08x}", rand::random::<u32>());
@@ -110,12 +116,34 @@ impl DockerCluster {
         for i in 0..opts.nodes {
             let mut args = vec![
                 "start".to_string(),
-                "--single-node".into(),
                 "--data-dir".into(),
                 "/data".into(),
                 "--pg-listen".into(),
                 format!("0.0.0.0:{PG_PORT}"),
             ];
+            let name = |n: usize| format!("{network}-node{n}");
+            if opts.nodes == 1 {
+                args.push("--single-node".into());
+            } else {
+                // Nodes reach each other by container name on the network.
+                let seeds: Vec<String> = (1..=opts.nodes)
+                    .filter(|n| *n != i + 1)
+                    .map(|n| format!("{}:{RPC_PORT}", name(n)))
+                    .collect();
+                args.extend([
+                    "--node-id".into(),
+                    (i + 1).to_string(),
+                    "--listen".into(),
+                    format!("0.0.0.0:{RPC_PORT}"),
+                    "--advertise".into(),
+                    format!("{}:{RPC_PORT}", name(i + 1)),
+                    "--join".into(),
+                    seeds.join(","),
+                ]);
+                if i == 0 {
+                    args.push("--bootstrap".into());
+                }
+            }
             if !opts.sync_writes {
                 args.push("--no-sync-writes".into());
             }
@@ -123,7 +151,7 @@ impl DockerCluster {
                 .with_exposed_port(PG_PORT.tcp())
                 .with_wait_for(WaitFor::message_on_stdout("holo-fusion ready"))
                 .with_network(network.clone())
-                .with_container_name(format!("{network}-node{}", i + 1))
+                .with_container_name(name(i + 1))
                 .with_cmd(args)
                 .start()
                 .await

@@ -88,33 +88,53 @@ pub struct EmbeddedCluster {
 }
 
 impl EmbeddedCluster {
-    /// Starts the cluster and waits until every node is ready.
+    /// Starts the cluster and waits until every node is ready. One node runs
+    /// `--single-node`; more form a replicated cluster (node 1 bootstraps,
+    /// the others join it).
     pub async fn start(opts: &TargetOptions) -> Result<EmbeddedCluster, HarnessError> {
-        super::single_node_only(opts.nodes)?;
+        if opts.nodes == 0 {
+            return Err(HarnessError::Flag {
+                flag: "nodes".into(),
+                reason: "at least one node is needed".into(),
+            });
+        }
         let binary = node_binary(opts.node_binary.as_deref())?;
         let dir = tempfile::Builder::new()
             .prefix("holo-harness-")
             .tempdir()
             .map_err(|e| target_err(format!("temporary directory: {e}")))?;
-        let mut nodes = Vec::with_capacity(opts.nodes);
+        let rpc: Vec<String> = (0..opts.nodes)
+            .map(|_| super::free_port().map(|p| format!("127.0.0.1:{p}")))
+            .collect::<Result<_, _>>()
+            .map_err(|e| target_err(format!("no free port: {e}")))?;
+        let mut starting = Vec::with_capacity(opts.nodes);
         for i in 0..opts.nodes {
             let data = dir.path().join(format!("node{}", i + 1));
             let mut cmd = Command::new(&binary);
-            cmd.args([
-                "start",
-                "--single-node",
-                "--pg-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(&data)
-            .env(
-                "HOLO_LOG",
-                std::env::var("HOLO_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+            cmd.args(["start", "--pg-listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&data)
+                .env(
+                    "HOLO_LOG",
+                    std::env::var("HOLO_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true);
+            if opts.nodes == 1 {
+                cmd.arg("--single-node");
+            } else {
+                let seeds: Vec<&str> = rpc
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| a.as_str())
+                    .collect();
+                cmd.args(["--node-id", &(i + 1).to_string(), "--listen", &rpc[i]])
+                    .args(["--join", &seeds.join(",")]);
+                if i == 0 {
+                    cmd.arg("--bootstrap");
+                }
+            }
             if !opts.sync_writes {
                 cmd.arg("--no-sync-writes");
             }
@@ -122,8 +142,11 @@ impl EmbeddedCluster {
                 .spawn()
                 .map_err(|e| target_err(format!("cannot start {}: {e}", binary.display())))?;
             let stdout = child.stdout.take().ok_or_else(|| target_err("no stdout"))?;
-            let mut lines = BufReader::new(stdout).lines();
-            let ready = tokio::time::timeout(Duration::from_secs(60), async {
+            starting.push((child, BufReader::new(stdout).lines()));
+        }
+        let mut nodes = Vec::with_capacity(opts.nodes);
+        for (i, (child, mut lines)) in starting.into_iter().enumerate() {
+            let ready = tokio::time::timeout(Duration::from_secs(90), async {
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(rest) = line.strip_prefix("holo-fusion ready pg=") {
                         return rest.split_whitespace().next().map(str::to_string);
@@ -135,7 +158,7 @@ impl EmbeddedCluster {
             .ok()
             .flatten()
             .ok_or_else(|| {
-                target_err(format!("node {} did not become ready within 60 s", i + 1))
+                target_err(format!("node {} did not become ready within 90 s", i + 1))
             })?;
             // Keep draining stdout so the node never blocks on a full pipe.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
