@@ -33,6 +33,11 @@ async fn run(node: Weak<ClusterNode>) {
         if let Err(e) = up_replicate(&node).await {
             tracing::warn!(error = %e, "adding a replica failed; will retry");
         }
+        if tick.is_multiple_of(10)
+            && let Err(e) = balance_leases(&node).await
+        {
+            tracing::warn!(error = %e, "lease rebalancing failed; will retry");
+        }
         if tick.is_multiple_of(5)
             && let Err(e) = split_large_ranges(&node).await
         {
@@ -119,6 +124,39 @@ async fn split_large_ranges(node: &ClusterNode) -> Result<(), KvError> {
         {
             tracing::info!(range = %desc.id, size, "splitting a large range");
             node.split_at(key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Spreads leaseholders: when this node holds at least two more leases than
+/// the least-loaded node (among the leaders its replicas know of), it hands
+/// one data range's lease to that node. One transfer per round.
+async fn balance_leases(node: &ClusterNode) -> Result<(), KvError> {
+    let mut leases: std::collections::BTreeMap<u64, usize> =
+        node.nodes().keys().map(|id| (*id, 0)).collect();
+    let replicas = node.replicas();
+    for r in &replicas {
+        if let Some(l) = r.leader()
+            && r.id() != META_RANGE
+        {
+            *leases.entry(l).or_insert(0) += 1;
+        }
+    }
+    let mine = leases.get(&node.node_id()).copied().unwrap_or(0);
+    for r in replicas {
+        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() {
+            continue;
+        }
+        let voters: Vec<u64> = r.descriptor().replicas.iter().map(|x| x.node_id).collect();
+        let target = voters
+            .iter()
+            .filter(|v| **v != node.node_id())
+            .min_by_key(|v| leases.get(v).copied().unwrap_or(0));
+        if let Some(&to) = target
+            && leases.get(&to).copied().unwrap_or(0) + 2 <= mine
+        {
+            return node.transfer_lease(r.id(), to).await;
         }
     }
     Ok(())

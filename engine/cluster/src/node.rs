@@ -917,24 +917,63 @@ impl ClusterNode {
         }
     }
 
-    /// Makes node `to` campaign for the lease (leadership) of `range`.
-    async fn transfer_lease(&self, range: RangeId, to: u64) -> Result<(), KvError> {
+    /// Moves the lease (Raft leadership) of `range` to node `to`. Runs at
+    /// the current leaseholder (other nodes forward once): it stops
+    /// serving and heartbeating the range, so followers' leader leases run
+    /// out, and has `to` campaign until it leads or the attempt times out.
+    pub async fn transfer_lease(&self, range: RangeId, to: u64) -> Result<(), KvError> {
+        let replica = self.local(range).ok();
+        let Some(replica) = replica.filter(|r| r.is_leader()) else {
+            let leader = self.replica(range).and_then(|r| r.leader());
+            return match leader {
+                Some(l) if l != self.node_id() => match self
+                    .call_node(l, Request::TransferLease { range, to })
+                    .await?
+                {
+                    Response::Done => Ok(()),
+                    other => Err(KvError::Unavailable(format!("unexpected answer {other:?}"))),
+                },
+                _ => Err(KvError::NotLeader {
+                    range_id: range,
+                    leader,
+                }),
+            };
+        };
         if to == self.node_id() {
-            let r = self.local(range)?;
-            r.raft()
-                .trigger()
-                .elect()
-                .await
-                .map_err(|e| KvError::Unavailable(format!("range {range}: {e}")))?;
             return Ok(());
         }
-        match self
-            .call_node(to, Request::TransferLease { range, to })
-            .await?
-        {
-            Response::Done => Ok(()),
-            other => Err(KvError::Unavailable(format!("unexpected answer {other:?}"))),
+        let voters: BTreeSet<u64> = replica
+            .raft()
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if !voters.contains(&to) {
+            return Err(KvError::Storage(format!(
+                "node {to} holds no voting replica of range {range}"
+            )));
         }
+        tracing::info!(%range, to, "transferring lease");
+        replica.begin_transfer(to);
+        replica.raft().runtime_config().heartbeat(false);
+        let deadline =
+            Instant::now() + Duration::from_millis(self.config.raft.election_max_ms * 3 + 2_000);
+        let mut result = Err(KvError::Unavailable(format!(
+            "node {to} did not take the lease of range {range} in time"
+        )));
+        while Instant::now() < deadline {
+            let _ = self.call_node(to, Request::Campaign { range }).await;
+            tokio::time::sleep(Duration::from_millis(self.config.raft.heartbeat_ms * 2)).await;
+            if replica.leader() == Some(to) {
+                result = Ok(());
+                break;
+            }
+        }
+        replica.raft().runtime_config().heartbeat(true);
+        replica.end_transfer();
+        result
     }
 
     /// Voters of every local range this node leads that want another
@@ -1072,8 +1111,18 @@ impl Handler for ClusterNode {
                     }),
                 }
             }
+            Request::AdminSplit { key } => self.split_at(key).await.map(|_| Response::Done),
             Request::TransferLease { range, to } => {
                 self.transfer_lease(range, to).await.map(|_| Response::Done)
+            }
+            Request::Campaign { range } => {
+                self.local(range)?
+                    .raft()
+                    .trigger()
+                    .elect()
+                    .await
+                    .map_err(|e| KvError::Unavailable(format!("range {range}: {e}")))?;
+                Ok(Response::Done)
             }
         }
     }

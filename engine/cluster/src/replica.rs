@@ -9,7 +9,7 @@
 //! commit; latches are held until then, so readers of those keys wait.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use holo_kv::KvError;
@@ -42,6 +42,8 @@ pub struct RangeReplica {
     latches: Arc<Latches>,
     store: Arc<MvccStore>,
     lease_ms: u64,
+    /// The node the lease is being handed to (0: none).
+    transferring_to: AtomicU64,
 }
 
 impl std::fmt::Debug for RangeReplica {
@@ -74,6 +76,7 @@ impl RangeReplica {
             latches: Latches::new(),
             store,
             lease_ms,
+            transferring_to: AtomicU64::new(0),
         }
     }
 
@@ -158,7 +161,24 @@ impl RangeReplica {
         Ok(desc.clone())
     }
 
+    /// Stops serving while the lease moves to `to`.
+    pub fn begin_transfer(&self, to: u64) {
+        self.transferring_to.store(to, Ordering::SeqCst);
+    }
+
+    /// Serves again (the transfer ended, one way or the other).
+    pub fn end_transfer(&self) {
+        self.transferring_to.store(0, Ordering::SeqCst);
+    }
+
     fn not_leader(&self) -> KvError {
+        let to = self.transferring_to.load(Ordering::SeqCst);
+        if to != 0 {
+            return KvError::NotLeader {
+                range_id: self.id,
+                leader: Some(to),
+            };
+        }
         KvError::NotLeader {
             range_id: self.id,
             leader: self.leader().filter(|l| *l != self.node_id),
@@ -171,7 +191,10 @@ impl RangeReplica {
     fn has_lease(&self) -> Result<bool> {
         let m = self.raft.metrics();
         let m = m.borrow();
-        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
+        if m.state != ServerState::Leader
+            || m.current_leader != Some(self.node_id)
+            || self.transferring_to.load(Ordering::SeqCst) != 0
+        {
             return Err(self.not_leader());
         }
         let fresh = m
@@ -272,7 +295,10 @@ impl RangeReplica {
     fn require_quorum(&self) -> Result<()> {
         let m = self.raft.metrics();
         let m = m.borrow();
-        if m.state != ServerState::Leader || m.current_leader != Some(self.node_id) {
+        if m.state != ServerState::Leader
+            || m.current_leader != Some(self.node_id)
+            || self.transferring_to.load(Ordering::SeqCst) != 0
+        {
             return Err(self.not_leader());
         }
         let voters = m.membership_config.membership().voter_ids().count();

@@ -90,6 +90,17 @@ pub enum Request {
         /// First key of the new right-hand range.
         key: Vec<u8>,
     },
+    /// Split at `key` wherever its range's leaseholder is (the receiving
+    /// node routes the split).
+    AdminSplit {
+        /// First key of the new right-hand range.
+        key: Vec<u8>,
+    },
+    /// Campaign for a range's leadership now (part of a lease transfer).
+    Campaign {
+        /// The range.
+        range: RangeId,
+    },
     /// Move a range's lease (Raft leadership) to another replica.
     TransferLease {
         /// The range.

@@ -168,7 +168,23 @@ impl Catalog {
         Ok(Transaction::begin(self.kv.clone(), self.txn_options.clone()).await?)
     }
 
+    /// Creates the database and schema unless present. Nodes of a new
+    /// cluster race to do it: the losers' conflicts are retried and then see
+    /// the winner's catalog.
     async fn bootstrap(&self) -> SqlResult<()> {
+        let mut attempt = 0;
+        loop {
+            match self.bootstrap_once().await {
+                Err(e) if e.code == sqlstate::SERIALIZATION_FAILURE && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn bootstrap_once(&self) -> SqlResult<()> {
         let txn = self.begin().await?;
         if txn.get(&namespace_key(0, DATABASE_NAME)).await?.is_some() {
             return Ok(());

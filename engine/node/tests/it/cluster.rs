@@ -103,6 +103,24 @@ impl TestCluster {
         connect(&self.nodes[(id - 1) as usize].pg).await
     }
 
+    /// Runs `holoctl --host <node id's RPC address> args...` and returns its
+    /// stdout.
+    pub fn holoctl(&self, id: u64, args: &[&str]) -> String {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_holo-fusion")).with_file_name("holoctl");
+        assert!(bin.is_file(), "holoctl not built at {}", bin.display());
+        let out = Command::new(bin)
+            .args(["--host", &self.nodes[(id - 1) as usize].rpc])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "holoctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// SIGKILLs node `id`.
     pub fn kill9(&mut self, id: u64) {
         if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
@@ -220,6 +238,33 @@ async fn replicated_cluster_routes_splits_and_survives_leaseholder_kill() {
         let c = cluster.client(id).await;
         assert_eq!(count(&c, "kv").await, 1000, "node {id} after split");
     }
+
+    // holoctl: topology, node status, lease transfer.
+    let nodes = cluster.holoctl(2, &["nodes"]);
+    assert_eq!(
+        nodes
+            .lines()
+            .filter(|l| l.trim_end().ends_with(" up"))
+            .count(),
+        3,
+        "{nodes}"
+    );
+    let topology = cluster.holoctl(3, &["ranges"]);
+    assert!(topology.lines().count() >= 1 + 1 + 4, "{topology}");
+    let (range, _, lh) = ranges(&c1, "kv").await.into_iter().next().unwrap();
+    let to = if lh.as_deref() == Some("3") { "2" } else { "3" };
+    cluster.holoctl(1, &["transfer-lease", &range, to]);
+    let moved = ranges(&c1, "kv")
+        .await
+        .into_iter()
+        .find(|r| r.0 == range)
+        .unwrap();
+    assert_eq!(
+        moved.2.as_deref(),
+        Some(to),
+        "lease of range {range} did not move"
+    );
+    assert_eq!(count(&c1, "kv").await, 1000);
 
     // Splits under concurrent inserts: no lost and no duplicated rows.
     let stop = Arc::new(AtomicBool::new(false));
