@@ -20,6 +20,7 @@ pub fn spawn(node: &Arc<ClusterNode>) {
 
 async fn run(node: Weak<ClusterNode>) {
     let mut tick = 0u64;
+    let mut load = LoadTracker::default();
     loop {
         tokio::time::sleep(TICK).await;
         let Some(node) = node.upgrade() else { return };
@@ -39,9 +40,9 @@ async fn run(node: Weak<ClusterNode>) {
             tracing::warn!(error = %e, "lease rebalancing failed; will retry");
         }
         if tick.is_multiple_of(5)
-            && let Err(e) = split_large_ranges(&node).await
+            && let Err(e) = split_large_ranges(&node, &mut load).await
         {
-            tracing::warn!(error = %e, "size-based split failed; will retry");
+            tracing::warn!(error = %e, "size- or load-based split failed; will retry");
         }
     }
 }
@@ -99,12 +100,23 @@ async fn up_replicate(node: &ClusterNode) -> Result<(), KvError> {
     Ok(())
 }
 
-async fn split_large_ranges(node: &ClusterNode) -> Result<(), KvError> {
-    let limit = node.config().split_size_bytes;
-    if limit == 0 {
-        return Ok(());
-    }
+/// Requests per range between two size/load rounds.
+#[derive(Default)]
+struct LoadTracker {
+    last: std::collections::HashMap<holo_storage::RangeId, u64>,
+    at: Option<std::time::Instant>,
+}
+
+/// Splits ranges this node leads that are larger than `--split-size-mib` or
+/// busier than `--split-load-qps`, at their middle key.
+async fn split_large_ranges(node: &ClusterNode, load: &mut LoadTracker) -> Result<(), KvError> {
+    let size_limit = node.config().split_size_bytes;
+    let qps_limit = node.config().split_load_qps;
+    let elapsed = load.at.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    load.at = Some(std::time::Instant::now());
     for r in node.replicas() {
+        let served = r.requests_served();
+        let before = load.last.insert(r.id(), served).unwrap_or(served);
         if r.id() == META_RANGE || !r.is_leader() || !r.initialized() {
             continue;
         }
@@ -113,16 +125,22 @@ async fn split_large_ranges(node: &ClusterNode) -> Result<(), KvError> {
             .store()
             .approximate_size(&desc.start_key, &desc.end_key)
             .map_err(KvError::from)?;
-        if size < limit {
+        let qps = if elapsed > 0.0 {
+            served.saturating_sub(before) as f64 / elapsed
+        } else {
+            0.0
+        };
+        let too_big = size_limit > 0 && size >= size_limit;
+        let too_busy = qps_limit > 0 && qps >= qps_limit as f64;
+        if !too_big && !too_busy {
             continue;
         }
-        if let Some(key) = node
-            .store()
-            .middle_key(&desc.start_key, &desc.end_key)
-            .map_err(KvError::from)?
+        if let Some(key) =
+            holo_raft::blocking(|| node.store().middle_key(&desc.start_key, &desc.end_key))
+                .map_err(KvError::from)?
             && key > desc.start_key
         {
-            tracing::info!(range = %desc.id, size, "splitting a large range");
+            tracing::info!(range = %desc.id, size, qps, "splitting a large or busy range");
             node.split_at(key).await?;
         }
     }

@@ -36,7 +36,7 @@ use crate::meta::{self, META_RANGE};
 use crate::replica::RangeReplica;
 use crate::rpc::{Handler, Reply, Request, Response, RpcClient};
 use crate::status::{ClusterView, NodeStatus};
-use crate::tso::TsoState;
+use crate::tso::{TsoBatcher, TsoState};
 
 /// Raft timing and log retention of every range.
 #[derive(Debug, Clone)]
@@ -89,6 +89,9 @@ pub struct ClusterConfig {
     pub replication_factor: usize,
     /// A range larger than this is split in two (0 = never).
     pub split_size_bytes: u64,
+    /// A range serving more requests per second than this is split in two
+    /// (0 = never).
+    pub split_load_qps: u64,
     /// Raft timing.
     pub raft: RaftTuning,
 }
@@ -120,6 +123,7 @@ pub struct ClusterNode {
     events: UnboundedSender<SmEvent>,
     replica_lock: tokio::sync::Mutex<()>,
     pub(crate) tso: TsoState,
+    tso_batcher: Arc<TsoBatcher>,
     kv: RwLock<Option<Arc<KvClient>>>,
     me: Weak<ClusterNode>,
 }
@@ -302,6 +306,7 @@ impl ClusterNode {
             events,
             replica_lock: tokio::sync::Mutex::new(()),
             tso: TsoState::default(),
+            tso_batcher: Arc::new(TsoBatcher::default()),
             kv: RwLock::new(None),
             me: me.clone(),
             config,
@@ -658,12 +663,22 @@ impl ClusterNode {
         {
             return self.tso.next(&meta).await;
         }
-        match self.meta_call(|| Request::Tso).await? {
-            Response::Tso(ts) => Ok(ts),
-            other => Err(KvError::Unavailable(format!(
-                "unexpected oracle answer {other:?}"
-            ))),
-        }
+        let node = self
+            .arc()
+            .ok_or_else(|| KvError::Unavailable("the node is shutting down".into()))?;
+        self.tso_batcher
+            .get(move |count| {
+                let node = node.clone();
+                async move {
+                    match node.meta_call(|| Request::Tso { count }).await? {
+                        Response::Tso(ts) => Ok(ts),
+                        other => Err(KvError::Unavailable(format!(
+                            "unexpected oracle answer {other:?}"
+                        ))),
+                    }
+                }
+            })
+            .await
     }
 
     fn meta_header() -> RangeHeader {
@@ -1085,9 +1100,9 @@ impl Handler for ClusterNode {
                     .await
                     .map(Response::Write)
             }
-            Request::Tso => {
+            Request::Tso { count } => {
                 let meta = self.local(META_RANGE)?;
-                self.tso.next(&meta).await.map(Response::Tso)
+                self.tso.next_batch(&meta, count).await.map(Response::Tso)
             }
             Request::Join { node_id, addr } => {
                 self.register_node(node_id, addr).await?;

@@ -44,6 +44,8 @@ pub struct RangeReplica {
     lease_ms: u64,
     /// The node the lease is being handed to (0: none).
     transferring_to: AtomicU64,
+    /// Requests served as leaseholder (for load-based splitting).
+    requests: AtomicU64,
 }
 
 impl std::fmt::Debug for RangeReplica {
@@ -77,6 +79,7 @@ impl RangeReplica {
             store,
             lease_ms,
             transferring_to: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 
@@ -161,6 +164,11 @@ impl RangeReplica {
         Ok(desc.clone())
     }
 
+    /// Requests served as leaseholder so far.
+    pub fn requests_served(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     /// Stops serving while the lease moves to `to`.
     pub fn begin_transfer(&self, to: u64) {
         self.transferring_to.store(to, Ordering::SeqCst);
@@ -242,6 +250,7 @@ impl RangeReplica {
     ) -> Result<Option<Vec<u8>>> {
         let desc = self.check(&header)?;
         self.ensure_readable().await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let _latch = self
             .latches
             .acquire(vec![Span::point(&key)], LatchKind::Read)
@@ -260,6 +269,7 @@ impl RangeReplica {
     ) -> Result<ScanResult> {
         let desc = self.check(&header)?;
         self.ensure_readable().await?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let span = Span {
             start: start.clone(),
             end: end.clone(),
@@ -279,6 +289,7 @@ impl RangeReplica {
     ) -> Result<WriteResponse> {
         self.check(&header)?;
         self.require_quorum()?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let _latch = self.latches.acquire_for(&write).await;
         let (cmd, commit_ts) = prepare_write(write, tso).await?;
         match self.propose(RaftCommand::Write(cmd)).await? {

@@ -74,8 +74,12 @@ pub enum Request {
         /// The write.
         write: KvWrite,
     },
-    /// A timestamp from the oracle (the meta range's leader).
-    Tso,
+    /// The first of `count` consecutive timestamps from the oracle (the
+    /// meta range's leader).
+    Tso {
+        /// How many timestamps.
+        count: u32,
+    },
     /// A node asks to be part of the cluster.
     Join {
         /// The new node's id.

@@ -31,6 +31,13 @@ pub struct TsoState {
 impl TsoState {
     /// The next timestamp; `meta` must be this node's meta replica and lead.
     pub async fn next(&self, meta: &RangeReplica) -> Result<Timestamp, KvError> {
+        self.next_batch(meta, 1).await
+    }
+
+    /// The first of `count` consecutive timestamps, all greater than any
+    /// issued before.
+    pub async fn next_batch(&self, meta: &RangeReplica, count: u32) -> Result<Timestamp, KvError> {
+        let count = u64::from(count.max(1));
         meta.ensure_readable().await?;
         let term = meta.term();
         let mut st = self.state.lock().await;
@@ -45,8 +52,9 @@ impl TsoState {
             };
         }
         let ts = next_timestamp(st.last, now_ms());
-        if ts.physical_ms() >= st.high_water_ms {
-            let mark = ts.physical_ms() + HWM_WINDOW_MS;
+        let last = Timestamp::new(ts.into_inner() + count - 1);
+        if last.physical_ms() >= st.high_water_ms {
+            let mark = last.physical_ms() + HWM_WINDOW_MS;
             match meta
                 .propose(RaftCommand::TsoHighWater { physical_ms: mark })
                 .await?
@@ -65,7 +73,70 @@ impl TsoState {
                 });
             }
         }
-        st.last = ts;
+        st.last = last;
         Ok(ts)
+    }
+}
+
+type Waiter = tokio::sync::oneshot::Sender<Result<Timestamp, KvError>>;
+
+/// Coalesces a node's concurrent timestamp requests into one call to the
+/// oracle: every request waiting when a call is sent gets one timestamp of
+/// the batch the call returns (issued after each of them started waiting,
+/// so the order of timestamps still follows real time).
+#[derive(Default)]
+pub struct TsoBatcher {
+    queue: parking_lot::Mutex<Vec<Waiter>>,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for TsoBatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TsoBatcher").finish()
+    }
+}
+
+impl TsoBatcher {
+    /// Queues a request; `fetch(n)` returns the first of `n` timestamps.
+    pub async fn get<F, Fut>(self: &std::sync::Arc<Self>, fetch: F) -> Result<Timestamp, KvError>
+    where
+        F: Fn(u32) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Timestamp, KvError>> + Send,
+    {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue.lock().push(tx);
+        if !self.running.swap(true, Ordering::AcqRel) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = std::mem::take(&mut *this.queue.lock());
+                    if batch.is_empty() {
+                        this.running.store(false, Ordering::Release);
+                        // A request queued after the take but before the
+                        // flag dropped would wait forever: pick it up.
+                        if this.queue.lock().is_empty() || this.running.swap(true, Ordering::AcqRel)
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    match fetch(batch.len() as u32).await {
+                        Ok(first) => {
+                            for (i, w) in batch.into_iter().enumerate() {
+                                let _ = w.send(Ok(Timestamp::new(first.into_inner() + i as u64)));
+                            }
+                        }
+                        Err(e) => {
+                            for w in batch {
+                                let _ = w.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        rx.await
+            .map_err(|_| KvError::Unavailable("timestamp request dropped".into()))?
     }
 }

@@ -72,6 +72,11 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 64)]
     pub split_size_mib: u64,
 
+    /// Split a range serving more requests per second than this at its
+    /// leaseholder (0 = never).
+    #[arg(long, default_value_t = 5000)]
+    pub split_load_qps: u64,
+
     /// Raft heartbeat interval in milliseconds (the election timeout is 6
     /// to 12 heartbeats; the lease half the shortest election timeout).
     #[arg(long, default_value_t = 150)]

@@ -126,6 +126,7 @@ async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result
         bootstrap: args.bootstrap,
         replication_factor: args.replication_factor,
         split_size_bytes: args.split_size_mib << 20,
+        split_load_qps: args.split_load_qps,
         raft: RaftTuning {
             heartbeat_ms: args.raft_heartbeat_ms,
             election_min_ms: args.raft_heartbeat_ms * 6,

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::common::DFSchema;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{DFSchema, ParamValues};
 use datafusion::logical_expr::{ColumnarValue, ExprSchemable};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{
@@ -117,6 +117,77 @@ fn table_arg(e: &SqlExpr) -> SqlResult<String> {
     }
 }
 
+fn split_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("range_id", DataType::Int64, false),
+        Field::new("split_key", DataType::Utf8, false),
+    ]))
+}
+
+fn show_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("range_id", DataType::Int64, false),
+        Field::new("start_key", DataType::Utf8, false),
+        Field::new("end_key", DataType::Utf8, false),
+        Field::new("replicas", DataType::Utf8, false),
+        Field::new("lease_holder", DataType::Int64, true),
+        Field::new("approximate_bytes", DataType::Int64, false),
+        Field::new("generation", DataType::Int64, false),
+    ]))
+}
+
+/// The values of one `SPLIT AT` row.
+fn row_values(row: &SqlExpr) -> Vec<SqlExpr> {
+    match row {
+        SqlExpr::Tuple(items) => items.clone(),
+        SqlExpr::Nested(inner) => vec![(**inner).clone()],
+        other => vec![other.clone()],
+    }
+}
+
+/// `$n` as a 0-based parameter index.
+fn placeholder(e: &SqlExpr) -> Option<usize> {
+    match e {
+        SqlExpr::Value(v) => match &v.value {
+            Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Parameter types and result columns of a range call (for Describe).
+pub fn describe_call(
+    f: &Function,
+    lookup: impl Fn(&str) -> Option<Arc<TableEntry>>,
+) -> SqlResult<(Vec<Option<DataType>>, SchemaRef)> {
+    let args = args(f)?;
+    let fname = f.name.to_string().to_lowercase();
+    if fname != SPLIT_FN {
+        return Ok((Vec::new(), show_schema()));
+    }
+    let entry = match args.first() {
+        Some(first) => lookup(&table_arg(first)?),
+        None => None,
+    };
+    let mut types: Vec<Option<DataType>> = Vec::new();
+    for row in args.iter().skip(1) {
+        for (i, v) in row_values(row).iter().enumerate() {
+            if let Some(n) = placeholder(v) {
+                if types.len() <= n {
+                    types.resize(n + 1, None);
+                }
+                let ty = entry.as_ref().and_then(|e| {
+                    let c = *e.codec.pk_indices().get(i)?;
+                    Some(e.desc.columns[c].ty.arrow_type())
+                });
+                types[n] = ty;
+            }
+        }
+    }
+    Ok((types, split_schema()))
+}
+
 /// The output of a range statement.
 pub struct RangeOutput {
     /// Its rows.
@@ -129,6 +200,7 @@ pub async fn execute(
     admin: Option<&Arc<dyn ClusterAdmin>>,
     lookup: impl Fn(&str) -> Option<Arc<TableEntry>>,
     f: &Function,
+    params: Option<&ParamValues>,
 ) -> SqlResult<RangeOutput> {
     let Some(admin) = admin else {
         return Err(SqlError::unsupported(
@@ -148,7 +220,7 @@ pub async fn execute(
     })?;
     let fname = f.name.to_string().to_lowercase();
     if fname == SPLIT_FN {
-        split(ctx, admin.as_ref(), &entry, &args[1..]).await
+        split(ctx, admin.as_ref(), &entry, &args[1..], params).await
     } else {
         show(admin.as_ref(), &entry).await
     }
@@ -159,6 +231,7 @@ async fn split(
     admin: &dyn ClusterAdmin,
     entry: &TableEntry,
     rows: &[SqlExpr],
+    params: Option<&ParamValues>,
 ) -> SqlResult<RangeOutput> {
     if rows.is_empty() {
         return Err(SqlError::new(
@@ -169,11 +242,7 @@ async fn split(
     let pk = entry.codec.pk_indices().to_vec();
     let mut keys = Vec::new();
     for row in rows {
-        let values: Vec<SqlExpr> = match row {
-            SqlExpr::Tuple(items) => items.clone(),
-            SqlExpr::Nested(inner) => vec![(**inner).clone()],
-            other => vec![other.clone()],
-        };
+        let values = row_values(row);
         if values.is_empty() || values.len() > pk.len() {
             return Err(SqlError::new(
                 sqlstate::SYNTAX_ERROR,
@@ -186,11 +255,22 @@ async fn split(
         }
         let mut arrays: Vec<ArrayRef> = Vec::new();
         for (v, &c) in values.iter().zip(&pk) {
-            arrays.push(constant(
-                ctx,
-                &v.to_string(),
-                entry.desc.columns[c].ty.arrow_type(),
-            )?);
+            let ty = entry.desc.columns[c].ty.arrow_type();
+            let array = match placeholder(v) {
+                Some(n) => {
+                    let value = match params {
+                        Some(ParamValues::List(list)) => list.get(n).map(|p| p.value.clone()),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        SqlError::new("08P01", format!("no value for parameter ${}", n + 1))
+                    })?;
+                    datafusion::arrow::compute::cast(&value.to_array()?, &ty)
+                        .map_err(|e| SqlError::new(sqlstate::DATATYPE_MISMATCH, e.to_string()))?
+                }
+                None => constant(ctx, &v.to_string(), ty)?,
+            };
+            arrays.push(array);
         }
         // A prefix of the key columns splits before every key with it.
         let key = entry.codec.encode_key_prefixes(&arrays)?.into_iter().next();
@@ -207,12 +287,8 @@ async fn split(
             .map_err(SqlError::from)?;
         ids.push(info.first().map_or(0, |r| r.desc.id.0 as i64));
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("range_id", DataType::Int64, false),
-        Field::new("split_key", DataType::Utf8, false),
-    ]));
     let batch = RecordBatch::try_new(
-        schema,
+        split_schema(),
         vec![
             Arc::new(Int64Array::from(ids)),
             Arc::new(StringArray::from(pretty)),
@@ -286,17 +362,8 @@ async fn show(admin: &dyn ClusterAdmin, entry: &TableEntry) -> SqlResult<RangeOu
         sizes.push(r.approximate_bytes as i64);
         generations.push(d.epoch.version as i64);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("range_id", DataType::Int64, false),
-        Field::new("start_key", DataType::Utf8, false),
-        Field::new("end_key", DataType::Utf8, false),
-        Field::new("replicas", DataType::Utf8, false),
-        Field::new("lease_holder", DataType::Int64, true),
-        Field::new("approximate_bytes", DataType::Int64, false),
-        Field::new("generation", DataType::Int64, false),
-    ]));
     let batch = RecordBatch::try_new(
-        schema,
+        show_schema(),
         vec![
             Arc::new(Int64Array::from(ids)),
             Arc::new(StringArray::from(starts)),

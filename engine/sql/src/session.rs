@@ -312,6 +312,20 @@ impl Session {
     /// result, and keeps its logical plan (and fast path) until the catalog
     /// changes.
     pub async fn prepare(&self, stmt: Statement) -> SqlResult<PreparedStatement> {
+        if let Statement::Call(f) = &stmt
+            && crate::ranges::is_range_call(f)
+        {
+            let catalog = self.engine.catalog().clone();
+            let (param_types, schema) = crate::ranges::describe_call(f, |n| catalog.table(n))?;
+            return Ok(PreparedStatement {
+                stmt,
+                described: Described {
+                    param_types,
+                    schema: Some(schema),
+                },
+                planned: None,
+            });
+        }
         let empty = Described {
             param_types: Vec::new(),
             schema: None,
@@ -720,6 +734,7 @@ impl Session {
                     self.engine.options().admin.as_ref(),
                     |name| catalog.table(name),
                     f,
+                    params.as_ref(),
                 )
                 .await?;
                 rows_of(out.batch.schema(), vec![out.batch])
