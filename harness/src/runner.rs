@@ -447,6 +447,19 @@ async fn worker(index: usize, ctx: Arc<PhaseContext>) -> Result<ClientStats, Har
             pick -= weights[which];
             which += 1;
         }
+        // A statement whose preparation failed (e.g. a schema change not yet
+        // visible on this node) is prepared again before each use, so one
+        // transient failure does not fail the operation for the whole run.
+        for i in 0..prepared[which].statements.len() {
+            if prepared[which].inline[i].is_empty()
+                && matches!(&prepared[which].statements[i], Err(code) if !code.is_empty())
+            {
+                prepared[which].statements[i] = client
+                    .prepare(&prepared[which].sql[i])
+                    .await
+                    .map_err(|e| error_code(&e));
+            }
+        }
         let p = &prepared[which];
         let values: BTreeMap<String, Value> = p
             .param_names
