@@ -24,7 +24,7 @@ case "$cmd" in
       if [[ -f "$dir/n$n.pid" ]] && kill -0 "$(cat "$dir/n$n.pid")" 2>/dev/null; then
         echo "node $n already running (pid $(cat "$dir/n$n.pid"))"; continue
       fi
-      seeds=$(for m in "${nodes[@]}"; do [[ $m != "$n" ]] && rpc "$m"; done | paste -sd, -)
+      seeds=$(for m in "${nodes[@]}"; do if [[ $m != "$n" ]]; then rpc "$m"; fi; done | paste -sd, -)
       extra=()
       [[ $n == 1 ]] && extra=(--bootstrap)
       nohup "$bin" start --node-id "$n" --listen "$(rpc "$n")" --pg-listen "$(pg "$n")" \
