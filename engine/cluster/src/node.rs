@@ -629,31 +629,27 @@ impl ClusterNode {
     /// Sends a request built by `make` to the meta range's leader, following
     /// redirects and retrying unreachable nodes with backoff.
     pub(crate) async fn meta_call(&self, make: impl Fn() -> Request) -> Reply {
-        let retry = RetryPolicy::default();
-        let mut last = None;
-        for attempt in 0..META_ATTEMPTS {
-            let target = self.meta_leader_hint();
-            match self.call_node(target, make()).await {
-                Err(KvError::NotLeader {
+        let target = AtomicU64::new(0);
+        retry_stale(
+            || {
+                target.store(self.meta_leader_hint(), Ordering::Relaxed);
+                self.call_node(target.load(Ordering::Relaxed), make())
+            },
+            |e| match e {
+                KvError::NotLeader {
                     leader: Some(l), ..
-                }) if l != target => {
-                    self.meta_leader.store(l, Ordering::Relaxed);
-                    continue;
+                } if *l != target.load(Ordering::Relaxed) => {
+                    self.meta_leader.store(*l, Ordering::Relaxed);
+                    true
                 }
-                Err(e) if e.is_stale_route() || matches!(e, KvError::Unavailable(_)) => {
-                    if !matches!(e, KvError::Unavailable(_)) {
-                        self.rotate_meta_leader(target);
-                    }
-                    last = Some(e);
-                    tokio::time::sleep(retry.backoff(attempt)).await;
+                KvError::Unavailable(_) => false,
+                _ => {
+                    self.rotate_meta_leader(target.load(Ordering::Relaxed));
+                    false
                 }
-                other => return other,
-            }
-        }
-        Err(KvError::RoutingExhausted {
-            attempts: META_ATTEMPTS,
-            last: last.map_or_else(String::new, |e| e.to_string()),
-        })
+            },
+        )
+        .await
     }
 
     /// A timestamp from the oracle.
@@ -840,24 +836,17 @@ impl ClusterNode {
         &self,
         key: Vec<u8>,
     ) -> Result<(RangeDescriptor, RangeDescriptor), KvError> {
-        let retry = RetryPolicy::default();
-        let mut last = None;
-        for attempt in 0..META_ATTEMPTS {
-            match self.split_once(key.clone()).await {
-                Err(e) if e.is_stale_route() || matches!(e, KvError::Unavailable(_)) => {
-                    if let Ok(loc) = self.kv().cache().locate(&key).await {
-                        self.kv().cache().on_stale(loc.desc.id, &e);
-                    }
-                    last = Some(e);
-                    tokio::time::sleep(retry.backoff(attempt)).await;
+        let kv = self.kv();
+        retry_stale(
+            || self.split_once(key.clone()),
+            |e| {
+                if let Some(loc) = kv.cache().peek(&key) {
+                    kv.cache().on_stale(loc.desc.id, e);
                 }
-                other => return other,
-            }
-        }
-        Err(KvError::RoutingExhausted {
-            attempts: META_ATTEMPTS,
-            last: last.map_or_else(String::new, |e| e.to_string()),
-        })
+                false
+            },
+        )
+        .await
     }
 
     /// One split attempt: at the leaseholder, or forwarded to it.
@@ -1059,6 +1048,37 @@ impl ClusterNode {
         tracing::info!(range = %replica.id(), node = id, "replica added");
         Ok(())
     }
+}
+
+/// Runs `op` until it stops failing with a stale route or `Unavailable`,
+/// at most [`META_ATTEMPTS`] times. `on_stale` learns from each failure and
+/// says whether to retry at once (a named leader) instead of after a
+/// jittered backoff.
+async fn retry_stale<T, Fut>(
+    mut op: impl FnMut() -> Fut,
+    mut on_stale: impl FnMut(&KvError) -> bool,
+) -> Result<T, KvError>
+where
+    Fut: std::future::Future<Output = Result<T, KvError>>,
+{
+    let retry = RetryPolicy::default();
+    let mut last = None;
+    for attempt in 0..META_ATTEMPTS {
+        match op().await {
+            Err(e) if e.is_stale_route() || matches!(e, KvError::Unavailable(_)) => {
+                let at_once = on_stale(&e);
+                last = Some(e);
+                if !at_once {
+                    tokio::time::sleep(retry.backoff(attempt)).await;
+                }
+            }
+            other => return other,
+        }
+    }
+    Err(KvError::RoutingExhausted {
+        attempts: META_ATTEMPTS,
+        last: last.map_or_else(String::new, |e| e.to_string()),
+    })
 }
 
 #[async_trait]

@@ -33,7 +33,8 @@ impl RangeCache {
         }
     }
 
-    fn cached(&self, key: &[u8]) -> Option<RangeLocation> {
+    /// The cached location of the range holding `key`, without a lookup.
+    pub fn peek(&self, key: &[u8]) -> Option<RangeLocation> {
         let entries = self.entries.read();
         entries
             .range(..=key.to_vec())
@@ -45,7 +46,7 @@ impl RangeCache {
 
     /// The location of the range holding `key`.
     pub async fn locate(&self, key: &[u8]) -> Result<RangeLocation> {
-        if let Some(loc) = self.cached(key) {
+        if let Some(loc) = self.peek(key) {
             return Ok(loc);
         }
         let loc = self.directory.lookup(key).await?;
