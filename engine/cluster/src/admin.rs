@@ -34,7 +34,11 @@ impl ClusterAdminImpl {
 #[async_trait]
 impl ClusterAdmin for ClusterAdminImpl {
     async fn split_at(&self, key: Vec<u8>) -> Result<(), KvError> {
-        self.node()?.split_at(key).await.map(|_| ())
+        self.node()?.admin_split(key).await.map(|_| ())
+    }
+
+    async fn unsplit_at(&self, key: Vec<u8>) -> Result<(), KvError> {
+        self.node()?.admin_unsplit(key).await.map(|_| ())
     }
 
     async fn range_info(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeInfo>, KvError> {

@@ -1,6 +1,10 @@
-//! A node's background work: refreshing the node registry, adding replicas
-//! to under-replicated ranges it leads, keeping the meta range's
-//! descriptors current, and splitting ranges that grew too large.
+//! A node's background work: probing peers, refreshing the node registry,
+//! replacing dead nodes' replicas, adding replicas to under-replicated
+//! ranges it leads, spreading replicas over the nodes, dropping replicas it
+//! was removed from, keeping the meta range's
+//! descriptors current, splitting ranges that grew too large or busy,
+//! merging small idle neighbours, and resolving merges whose coordinator
+//! died.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,28 +25,47 @@ pub fn spawn(node: &Arc<ClusterNode>) {
 async fn run(node: Weak<ClusterNode>) {
     let mut tick = 0u64;
     let mut load = LoadTracker::default();
+    let mut frozen_since = std::collections::HashMap::new();
     loop {
         tokio::time::sleep(TICK).await;
         let Some(node) = node.upgrade() else { return };
         tick += 1;
+        node.probe_peers();
         if let Err(e) = refresh_registry(&node).await {
             tracing::debug!(error = %e, "node registry refresh failed");
         }
         if let Err(e) = reconcile_descriptors(&node).await {
             tracing::debug!(error = %e, "meta descriptor reconcile failed");
         }
+        if let Err(e) = node.replace_dead_replica().await {
+            tracing::warn!(error = %e, "replacing a dead node's replica failed; will retry");
+        }
         if let Err(e) = up_replicate(&node).await {
             tracing::warn!(error = %e, "adding a replica failed; will retry");
+        }
+        if tick % 5 == 2 {
+            if let Err(e) = node.rebalance_one().await {
+                tracing::warn!(error = %e, "moving a replica failed; will retry");
+            }
+            if let Err(e) = node.drop_removed_replicas().await {
+                tracing::debug!(error = %e, "checking for removed replicas failed");
+            }
         }
         if tick.is_multiple_of(10)
             && let Err(e) = balance_leases(&node).await
         {
             tracing::warn!(error = %e, "lease rebalancing failed; will retry");
         }
-        if tick.is_multiple_of(5)
-            && let Err(e) = split_large_ranges(&node, &mut load).await
-        {
-            tracing::warn!(error = %e, "size- or load-based split failed; will retry");
+        if tick.is_multiple_of(5) {
+            if let Err(e) = split_large_ranges(&node, &mut load).await {
+                tracing::warn!(error = %e, "size- or load-based split failed; will retry");
+            }
+            if let Err(e) = merge_small_ranges(&node, &load).await {
+                tracing::warn!(error = %e, "merging small ranges failed; will retry");
+            }
+        }
+        if let Err(e) = resolve_frozen(&node, &mut frozen_since).await {
+            tracing::warn!(error = %e, "resolving a frozen range failed; will retry");
         }
     }
 }
@@ -65,7 +88,7 @@ async fn refresh_registry(node: &ClusterNode) -> Result<(), KvError> {
 /// update was interrupted).
 async fn reconcile_descriptors(node: &ClusterNode) -> Result<(), KvError> {
     for r in node.replicas() {
-        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() {
+        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() || r.frozen() != 0 {
             continue;
         }
         let desc = r.descriptor();
@@ -86,8 +109,8 @@ async fn reconcile_descriptors(node: &ClusterNode) -> Result<(), KvError> {
         };
         if stale {
             tracing::info!(range = %desc.id, "publishing range descriptor to meta");
-            node.publish_descriptors(std::slice::from_ref(&desc))
-                .await?;
+            // Also drops descriptors of ranges it absorbed in a merge.
+            node.publish_merged(&desc).await?;
         }
     }
     Ok(())
@@ -104,6 +127,7 @@ async fn up_replicate(node: &ClusterNode) -> Result<(), KvError> {
 #[derive(Default)]
 struct LoadTracker {
     last: std::collections::HashMap<holo_storage::RangeId, u64>,
+    qps: std::collections::HashMap<holo_storage::RangeId, f64>,
     at: Option<std::time::Instant>,
 }
 
@@ -117,7 +141,11 @@ async fn split_large_ranges(node: &ClusterNode, load: &mut LoadTracker) -> Resul
     for r in node.replicas() {
         let served = r.requests_served();
         let before = load.last.insert(r.id(), served).unwrap_or(served);
-        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() {
+        if elapsed > 0.0 {
+            load.qps
+                .insert(r.id(), served.saturating_sub(before) as f64 / elapsed);
+        }
+        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() || r.frozen() != 0 {
             continue;
         }
         let desc = r.descriptor();
@@ -147,6 +175,85 @@ async fn split_large_ranges(node: &ClusterNode, load: &mut LoadTracker) -> Resul
     Ok(())
 }
 
+/// Merges a range this node leads with its right-hand neighbour when both
+/// are small (together under a quarter of `--split-size-mib`) and idle
+/// (together under a quarter of `--split-load-qps`), on the same nodes, and
+/// their boundary was not made on request. One merge per round; off when
+/// size-based splitting is off.
+async fn merge_small_ranges(node: &ClusterNode, load: &LoadTracker) -> Result<(), KvError> {
+    let size_limit = node.config().split_size_bytes / 4;
+    if size_limit == 0 {
+        return Ok(());
+    }
+    let qps_limit = node.config().split_load_qps as f64 / 4.0;
+    let replicas = node.replicas();
+    let voters = |d: &holo_storage::RangeDescriptor| {
+        let mut v: Vec<u64> = d.replicas.iter().map(|r| r.node_id).collect();
+        v.sort_unstable();
+        v
+    };
+    for l in &replicas {
+        if l.id() == META_RANGE || !l.is_leader() || !l.initialized() || l.frozen() != 0 {
+            continue;
+        }
+        let left = l.descriptor();
+        if left.end_key.is_empty() {
+            continue;
+        }
+        let Some(r) = replicas.iter().find(|r| {
+            r.initialized() && r.frozen() == 0 && r.descriptor().start_key == left.end_key
+        }) else {
+            continue;
+        };
+        let right = r.descriptor();
+        if voters(&left) != voters(&right) {
+            continue;
+        }
+        let size = node
+            .store()
+            .approximate_size(&left.start_key, &right.end_key)
+            .map_err(KvError::from)?;
+        // Load is known after a full round.
+        let (Some(lq), Some(rq)) = (load.qps.get(&left.id), load.qps.get(&right.id)) else {
+            continue;
+        };
+        let qps = lq + rq;
+        if size >= size_limit || (qps_limit > 0.0 && qps >= qps_limit) {
+            continue;
+        }
+        if node.is_sticky(&left.end_key).await? {
+            continue;
+        }
+        tracing::info!(left = %left.id, right = %right.id, size, qps, "merging small idle ranges");
+        node.merge_at(left.start_key.clone()).await?;
+        return Ok(());
+    }
+    Ok(())
+}
+
+/// Resolves merge attempts that left a range this node leads frozen for
+/// longer than [`crate::merge::FROZEN_RESOLVE_AFTER`] (their coordinator
+/// died or lost its way).
+async fn resolve_frozen(
+    node: &ClusterNode,
+    since: &mut std::collections::HashMap<holo_storage::RangeId, std::time::Instant>,
+) -> Result<(), KvError> {
+    let frozen: Vec<_> = node
+        .replicas()
+        .into_iter()
+        .filter(|r| r.frozen() != 0 && r.is_leader())
+        .collect();
+    since.retain(|id, _| frozen.iter().any(|r| r.id() == *id));
+    for r in frozen {
+        let first = *since.entry(r.id()).or_insert_with(std::time::Instant::now);
+        if first.elapsed() >= crate::merge::FROZEN_RESOLVE_AFTER {
+            since.remove(&r.id());
+            node.resolve_frozen(&r).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Spreads leaseholders: when this node holds at least two more leases than
 /// the least-loaded node (among the leaders its replicas know of), it hands
 /// one data range's lease to that node. One transfer per round.
@@ -163,7 +270,7 @@ async fn balance_leases(node: &ClusterNode) -> Result<(), KvError> {
     }
     let mine = leases.get(&node.node_id()).copied().unwrap_or(0);
     for r in replicas {
-        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() {
+        if r.id() == META_RANGE || !r.is_leader() || !r.initialized() || r.frozen() != 0 {
             continue;
         }
         let voters: Vec<u64> = r.descriptor().replicas.iter().map(|x| x.node_id).collect();

@@ -2,6 +2,10 @@
 //!
 //! - [`node`]: the node: store, Raft groups per range replica, joining and
 //!   bootstrapping, splits, replica addition, status.
+//! - [`merge`]: merging a range into its left-hand neighbour (freeze,
+//!   merge trigger, fencing of failed attempts).
+//! - [`rebalance`]: peer liveness, replica moves, replacing dead nodes'
+//!   replicas, dropping replicas a node was removed from.
 //! - [`replica`]: a range's leaseholder read and write paths over Raft.
 //! - [`rpc`]: the internal gRPC service (tonic) carrying Raft and KV traffic.
 //! - [`meta`]: the meta range's key layout (node registry, descriptors).
@@ -16,8 +20,10 @@
 pub mod admin;
 pub mod background;
 pub mod directory;
+pub mod merge;
 pub mod meta;
 pub mod node;
+pub mod rebalance;
 pub mod remote;
 pub mod replica;
 pub mod rpc;

@@ -5,6 +5,8 @@
 //!
 //! - `0x00 'n' <node id u64 BE>`: a node's addresses (the node registry);
 //! - `0x00 'r'`: the last allocated range id (u64 BE);
+//! - `0x00 's' <key>`: a split boundary made on request (`SPLIT AT`,
+//!   `holoctl split`), which automatic merging keeps;
 //! - `0x01 <end key>`: the descriptor of the range ending at `end key`
 //!   (`0x01 0xFF` for the range without an end). A lookup of key `k` reads
 //!   the first descriptor key greater than `0x01 k`.
@@ -23,6 +25,7 @@ pub const META_END: &[u8] = &[0x02];
 
 const NODE_PREFIX: &[u8] = &[0x00, b'n'];
 const RANGE_ID_KEY: &[u8] = &[0x00, b'r'];
+const STICKY_PREFIX: &[u8] = &[0x00, b's'];
 const DESC_PREFIX: u8 = 0x01;
 
 /// The meta range's descriptor (its span and generation never change).
@@ -71,6 +74,13 @@ pub fn node_id_of(key: &[u8]) -> Option<u64> {
 /// Key of the range id counter.
 pub fn range_id_key() -> Vec<u8> {
     RANGE_ID_KEY.to_vec()
+}
+
+/// Key marking `split_key` as a boundary made on request.
+pub fn sticky_key(split_key: &[u8]) -> Vec<u8> {
+    let mut k = STICKY_PREFIX.to_vec();
+    k.extend_from_slice(split_key);
+    k
 }
 
 /// Meta key of the descriptor of the range ending at `end_key`.

@@ -19,14 +19,15 @@ use holo_raft::network::{
     RaftRpcKind, RaftTransport, RangeNetworkFactory, TransportError, dispatch,
 };
 use holo_raft::state_machine::{
-    RangeStateMachine, SmEvent, SmState, bootstrap_range, load_state, local_ranges,
+    RangeStateMachine, SharedState, SmEvent, SmState, bootstrap_range, delete_range_state,
+    load_state, local_ranges,
 };
 use holo_raft::{NodeAddr, RaftCommand, RaftResponse, RangeRaft};
 use holo_storage::{
-    Engine, EngineOptions, MvccStore, RangeDescriptor, RangeEpoch, RangeId, ReadOptions, ScanResult,
+    Engine, EngineOptions, MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult,
 };
 use holo_txn_types::{Mutation, MutationOp, Timestamp};
-use openraft::{Config, SnapshotPolicy, StoredMembership};
+use openraft::{Config, SnapshotPolicy};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -92,6 +93,9 @@ pub struct ClusterConfig {
     /// A range serving more requests per second than this is split in two
     /// (0 = never).
     pub split_load_qps: u64,
+    /// A peer that has not answered for this long is dead: its replicas
+    /// are replaced on live nodes (zero = never).
+    pub dead_node_after: Duration,
     /// Raft timing.
     pub raft: RaftTuning,
 }
@@ -125,6 +129,7 @@ pub struct ClusterNode {
     pub(crate) tso: TsoState,
     tso_batcher: Arc<TsoBatcher>,
     kv: RwLock<Option<Arc<KvClient>>>,
+    liveness: crate::rebalance::Liveness,
     me: Weak<ClusterNode>,
 }
 
@@ -275,6 +280,7 @@ impl ClusterNode {
                 "a new node needs --join <addr> (or --bootstrap for the first node of a new cluster)".into(),
             ));
         }
+        drop_absorbed_ranges(&engine, &mut existing).map_err(store_err)?;
         let store = Arc::new(MvccStore::new(engine.clone()).map_err(store_err)?);
         let t = &config.raft;
         let raft_config = Config {
@@ -308,6 +314,7 @@ impl ClusterNode {
             tso: TsoState::default(),
             tso_batcher: Arc::new(TsoBatcher::default()),
             kv: RwLock::new(None),
+            liveness: crate::rebalance::Liveness::default(),
             me: me.clone(),
             config,
         });
@@ -355,6 +362,21 @@ impl ClusterNode {
     /// The node's MVCC store.
     pub fn store(&self) -> &Arc<MvccStore> {
         &self.store
+    }
+
+    /// The node's storage engine.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The client of other nodes' internal RPC.
+    pub(crate) fn rpc_client(&self) -> &Arc<RpcClient> {
+        &self.rpc
+    }
+
+    /// When each peer last answered a probe.
+    pub(crate) fn liveness(&self) -> &crate::rebalance::Liveness {
+        &self.liveness
     }
 
     /// The KV client routing through the cluster.
@@ -420,14 +442,12 @@ impl ClusterNode {
 
     async fn open_replica(&self, state: SmState) -> Result<Arc<RangeReplica>, KvError> {
         let id = state.desc.id;
-        let desc = Arc::new(RwLock::new(state.desc.clone()));
-        let hwm = Arc::new(AtomicU64::new(0));
+        let shared = SharedState::new(&state);
         let sm = RangeStateMachine::open(
             self.engine.clone(),
             self.store.clone(),
             state,
-            desc.clone(),
-            hwm.clone(),
+            shared.clone(),
             self.events.clone(),
         );
         let log = RangeLogStore::new(self.engine.clone(), id);
@@ -439,8 +459,7 @@ impl ClusterNode {
         let replica = Arc::new(RangeReplica::new(
             self.node_id(),
             raft,
-            desc,
-            hwm,
+            shared,
             self.store.clone(),
             lease_ms,
         ));
@@ -461,18 +480,7 @@ impl ClusterNode {
         let state =
             match load_state(&self.engine, range).map_err(|e| KvError::Storage(e.to_string()))? {
                 Some(s) => s,
-                None => SmState {
-                    applied: None,
-                    membership: StoredMembership::default(),
-                    desc: RangeDescriptor {
-                        id: range,
-                        start_key: Vec::new(),
-                        end_key: Vec::new(),
-                        epoch: RangeEpoch::default(),
-                        replicas: Vec::new(),
-                    },
-                    tso_high_water_ms: 0,
-                },
+                None => SmState::empty(range),
             };
         tracing::info!(%range, "creating replica for a peer's message");
         self.open_replica(state).await
@@ -481,11 +489,54 @@ impl ClusterNode {
     async fn event_loop(node: Weak<ClusterNode>, mut rx: UnboundedReceiver<SmEvent>) {
         while let Some(ev) = rx.recv().await {
             let Some(node) = node.upgrade() else { return };
-            if let SmEvent::Split { left, right } = ev
-                && let Err(e) = node.on_split(&left, &right).await
-            {
-                tracing::error!(range = %right.id, error = %e, "starting the right-hand range of a split failed");
+            match ev {
+                SmEvent::Split { left, right } => {
+                    if let Err(e) = node.on_split(&left, &right).await {
+                        tracing::error!(range = %right.id, error = %e, "starting the right-hand range of a split failed");
+                    }
+                }
+                SmEvent::Merged { left, right } => {
+                    tracing::info!(left = %left.id, %right, "range merge applied");
+                    node.destroy_replica(right).await;
+                    node.kv().cache().invalidate(right);
+                    node.kv().cache().invalidate(left.id);
+                }
+                // A snapshot of a merged range replaces the replicas of the
+                // ranges it absorbed (their merge never applied here).
+                SmEvent::SnapshotInstalled { desc } => {
+                    for r in node.replicas() {
+                        let d = r.descriptor();
+                        if d.id != desc.id && r.initialized() && desc.covers(&d) {
+                            tracing::info!(range = %d.id, by = %desc.id, "replica absorbed by a merged range's snapshot");
+                            node.destroy_replica(d.id).await;
+                        }
+                    }
+                }
+                SmEvent::Membership { desc, members } => {
+                    node.on_membership(&desc, &members).await;
+                }
             }
+        }
+    }
+
+    /// Stops the local replica of `range` and deletes its Raft state (its
+    /// data keys belong to the range that absorbed it).
+    pub(crate) async fn destroy_replica(&self, range: RangeId) {
+        let _guard = self.replica_lock.lock().await;
+        let replica = self.replicas.write().remove(&range);
+        if let Some(r) = replica {
+            r.shutdown().await;
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        let result = delete_range_state(&mut batch, &self.engine, range)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.engine
+                    .write_with_sync(batch, true)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            tracing::error!(%range, error = %e, "deleting a merged range's raft state failed");
         }
     }
 
@@ -830,6 +881,17 @@ impl ClusterNode {
         ))
     }
 
+    /// Splits at `key` on request (`SPLIT AT`, `holoctl split`): the
+    /// boundary is kept by automatic merging.
+    pub async fn admin_split(
+        &self,
+        key: Vec<u8>,
+    ) -> Result<(RangeDescriptor, RangeDescriptor), KvError> {
+        let pair = self.split_at(key.clone()).await?;
+        self.set_sticky(&key, true).await?;
+        Ok(pair)
+    }
+
     /// Splits the range holding `key` at `key`, retrying while the route is
     /// stale (a range that just split is still electing its leader).
     pub async fn split_at(
@@ -946,15 +1008,7 @@ impl ClusterNode {
         if to == self.node_id() {
             return Ok(());
         }
-        let voters: BTreeSet<u64> = replica
-            .raft()
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
-        if !voters.contains(&to) {
+        if !replica.voters().contains(&to) {
             return Err(KvError::Storage(format!(
                 "node {to} holds no voting replica of range {range}"
             )));
@@ -983,15 +1037,15 @@ impl ClusterNode {
     /// Voters of every local range this node leads that want another
     /// replica: `(range, voters)`.
     pub(crate) fn under_replicated(&self) -> Vec<(Arc<RangeReplica>, BTreeSet<u64>)> {
-        let want = self.config.replication_factor.min(self.nodes.read().len());
+        let want = self.config.replication_factor.min(self.live_nodes().len());
         let mut out = Vec::new();
         for r in self.replicas() {
-            if !r.is_leader() || !r.initialized() {
+            if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
                 continue;
             }
-            let m = r.raft().metrics().borrow().membership_config.clone();
-            let voters: BTreeSet<u64> = m.membership().voter_ids().collect();
-            if voters.len() < want && m.membership().get_joint_config().len() == 1 {
+            if let Some(voters) = r.settled_voters()
+                && voters.len() < want
+            {
                 out.push((r, voters));
             }
         }
@@ -1000,53 +1054,74 @@ impl ClusterNode {
         out
     }
 
-    /// Adds one replica to `replica`'s range on a node that lacks one.
+    /// Adds one replica to `replica`'s range on the live node without one
+    /// that holds the fewest replicas.
     pub(crate) async fn add_replica(
         &self,
         replica: &RangeReplica,
         voters: &BTreeSet<u64>,
     ) -> Result<(), KvError> {
-        let candidate = {
-            let nodes = self.nodes.read();
-            nodes
-                .iter()
-                .find(|(id, _)| !voters.contains(id))
-                .map(|(id, a)| (*id, a.clone()))
-        };
-        let Some((id, addr)) = candidate else {
-            return Ok(());
-        };
-        tracing::info!(range = %replica.id(), node = id, "adding replica");
-        let raft = replica.raft();
-        tokio::time::timeout(Duration::from_secs(60), raft.add_learner(id, addr, true))
-            .await
-            .map_err(|_| {
-                KvError::Unavailable(format!(
-                    "range {}: new replica on node {id} did not catch up",
-                    replica.id()
-                ))
-            })?
-            .map_err(|e| {
-                KvError::Unavailable(format!("range {}: adding learner {id}: {e}", replica.id()))
-            })?;
-        let mut new_voters = voters.clone();
-        new_voters.insert(id);
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            raft.change_membership(new_voters, false),
-        )
-        .await
-        .map_err(|_| {
-            KvError::Unavailable(format!(
-                "range {}: membership change timed out",
-                replica.id()
-            ))
-        })?
-        .map_err(|e| {
-            KvError::Unavailable(format!("range {}: promoting {id}: {e}", replica.id()))
-        })?;
-        tracing::info!(range = %replica.id(), node = id, "replica added");
-        Ok(())
+        let counts = self.replica_counts().await?;
+        let candidate = counts
+            .iter()
+            .filter(|(id, _)| !voters.contains(id))
+            .min_by_key(|(id, c)| (**c, **id))
+            .map(|(id, _)| *id);
+        match candidate {
+            Some(id) => self.change_replicas(replica, Some(id), None).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Deletes the Raft state of ranges a merged range absorbed whose
+/// deletion a crash interrupted: their span lies inside another local
+/// range of a newer generation.
+fn drop_absorbed_ranges(engine: &Engine, states: &mut Vec<SmState>) -> Result<(), String> {
+    let absorbed: Vec<RangeId> = states
+        .iter()
+        .filter(|s| {
+            !s.desc.replicas.is_empty()
+                && states.iter().any(|o| {
+                    o.desc.id != s.desc.id
+                        && !o.desc.replicas.is_empty()
+                        && o.desc.covers(&s.desc)
+                        && o.desc.epoch.version > s.desc.epoch.version
+                })
+        })
+        .map(|s| s.desc.id)
+        .collect();
+    if absorbed.is_empty() {
+        return Ok(());
+    }
+    let mut batch = rocksdb::WriteBatch::default();
+    for id in &absorbed {
+        tracing::info!(range = %id, "dropping the raft state of a merged-away range");
+        delete_range_state(&mut batch, engine, *id).map_err(|e| e.to_string())?;
+    }
+    engine
+        .write_with_sync(batch, true)
+        .map_err(|e| e.to_string())?;
+    states.retain(|s| !absorbed.contains(&s.desc.id));
+    Ok(())
+}
+
+impl ClusterNode {
+    /// Fails unless this node leads the range holding `key` (a split or
+    /// merge forwarded here must run at the leaseholder).
+    async fn lead_range_of(&self, key: &[u8]) -> Result<(), KvError> {
+        let loc = self.kv().cache().locate(key).await?;
+        match self.replica(loc.desc.id) {
+            Some(r) if r.is_leader() => Ok(()),
+            Some(r) => Err(KvError::NotLeader {
+                range_id: r.id(),
+                leader: r.leader(),
+            }),
+            None => Err(KvError::RangeNotFound {
+                range_id: loc.desc.id,
+                node_id: self.node_id(),
+            }),
+        }
     }
 }
 
@@ -1054,7 +1129,7 @@ impl ClusterNode {
 /// at most [`META_ATTEMPTS`] times. `on_stale` learns from each failure and
 /// says whether to retry at once (a named leader) instead of after a
 /// jittered backoff.
-async fn retry_stale<T, Fut>(
+pub(crate) async fn retry_stale<T, Fut>(
     mut op: impl FnMut() -> Fut,
     mut on_stale: impl FnMut(&KvError) -> bool,
 ) -> Result<T, KvError>
@@ -1132,21 +1207,29 @@ impl Handler for ClusterNode {
                 Ok(Response::Cluster(self.view()))
             }
             Request::Status => Ok(Response::Status(self.status())),
+            Request::Ping => Ok(Response::Done),
             Request::Split { key } => {
-                let loc = self.kv().cache().locate(&key).await?;
-                match self.replica(loc.desc.id) {
-                    Some(r) if r.is_leader() => self.split_once(key).await.map(|_| Response::Done),
-                    Some(r) => Err(KvError::NotLeader {
-                        range_id: r.id(),
-                        leader: r.leader(),
-                    }),
-                    None => Err(KvError::RangeNotFound {
-                        range_id: loc.desc.id,
-                        node_id: self.node_id(),
-                    }),
-                }
+                self.lead_range_of(&key).await?;
+                self.split_once(key).await.map(|_| Response::Done)
             }
-            Request::AdminSplit { key } => self.split_at(key).await.map(|_| Response::Done),
+            Request::AdminSplit { key } => self.admin_split(key).await.map(|_| Response::Done),
+            Request::Merge { key } => {
+                self.lead_range_of(&key).await?;
+                self.merge_once(key).await.map(|_| Response::Done)
+            }
+            Request::AdminMerge { key } => self.admin_merge(key).await.map(|_| Response::Done),
+            Request::Freeze { range, nonce } => self.freeze_local(range, nonce).await,
+            Request::Unfreeze { range, nonce } => self.unfreeze_local(range, nonce).await,
+            Request::WaitApplied {
+                range,
+                index,
+                nonce,
+            } => self.wait_frozen(range, index, nonce).await,
+            Request::MergeAbort {
+                range,
+                nonce,
+                right_start,
+            } => self.merge_abort_local(range, nonce, right_start).await,
             Request::TransferLease { range, to } => {
                 self.transfer_lease(range, to).await.map(|_| Response::Done)
             }

@@ -17,12 +17,12 @@ use holo_kv::latch::{LatchKind, Latches, Span};
 use holo_kv::replica::prepare_write;
 use holo_kv::service::{KvWrite, RangeHeader, WriteResponse};
 use holo_kv::tso::TimestampOracle;
+use holo_raft::state_machine::SharedState;
 use holo_raft::types::ApplyError;
 use holo_raft::{RaftCommand, RaftResponse, RangeRaft};
 use holo_storage::{MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult};
 use openraft::ServerState;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use parking_lot::RwLock;
 
 use crate::status::ReplicaStatus;
 
@@ -37,8 +37,7 @@ pub struct RangeReplica {
     id: RangeId,
     node_id: u64,
     raft: RangeRaft,
-    desc: Arc<RwLock<RangeDescriptor>>,
-    tso_high_water_ms: Arc<AtomicU64>,
+    shared: Arc<SharedState>,
     latches: Arc<Latches>,
     store: Arc<MvccStore>,
     lease_ms: u64,
@@ -63,18 +62,16 @@ impl RangeReplica {
     pub fn new(
         node_id: u64,
         raft: RangeRaft,
-        desc: Arc<RwLock<RangeDescriptor>>,
-        tso_high_water_ms: Arc<AtomicU64>,
+        shared: Arc<SharedState>,
         store: Arc<MvccStore>,
         lease_ms: u64,
     ) -> RangeReplica {
-        let id = desc.read().id;
+        let id = shared.desc.read().id;
         RangeReplica {
             id,
             node_id,
             raft,
-            desc,
-            tso_high_water_ms,
+            shared,
             latches: Latches::new(),
             store,
             lease_ms,
@@ -95,19 +92,32 @@ impl RangeReplica {
 
     /// The current descriptor.
     pub fn descriptor(&self) -> RangeDescriptor {
-        self.desc.read().clone()
+        self.shared.desc.read().clone()
     }
 
     /// The timestamp oracle's persisted high-water mark (meta range).
     pub fn tso_high_water_ms(&self) -> u64 {
-        self.tso_high_water_ms
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.shared.tso_high_water_ms.load(Ordering::SeqCst)
+    }
+
+    /// The merge attempt that froze the range (0: not frozen).
+    pub fn frozen(&self) -> u64 {
+        self.shared.frozen.load(Ordering::SeqCst)
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
     }
 
     /// Whether the replica has received its data (a replica created by a
     /// peer's message waits for a snapshot).
     pub fn initialized(&self) -> bool {
-        !self.desc.read().replicas.is_empty()
+        !self.shared.desc.read().replicas.is_empty()
     }
 
     /// The leader this replica knows of.
@@ -120,6 +130,24 @@ impl RangeReplica {
         let m = self.raft.metrics();
         let m = m.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    /// The voters of the range's membership (both sides of a change in
+    /// progress).
+    pub fn voters(&self) -> std::collections::BTreeSet<u64> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// The voters, or `None` while a membership change is in progress.
+    pub fn settled_voters(&self) -> Option<std::collections::BTreeSet<u64>> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        (m.membership().get_joint_config().len() == 1).then(|| m.membership().voter_ids().collect())
     }
 
     /// The current term.
@@ -146,11 +174,19 @@ impl RangeReplica {
     }
 
     fn check(&self, header: &RangeHeader) -> Result<RangeDescriptor> {
-        let desc = self.desc.read();
+        let desc = self.shared.desc.read();
         if desc.id != header.range_id || desc.replicas.is_empty() {
             return Err(KvError::RangeNotFound {
                 range_id: header.range_id,
                 node_id: self.node_id,
+            });
+        }
+        // A frozen range is being merged into its left neighbour: the
+        // request looks its range up again and finds the merged one.
+        if self.frozen() != 0 {
+            return Err(KvError::EpochNotMatch {
+                range_id: header.range_id,
+                current: None,
             });
         }
         // Only the span generation matters for routing; replica changes
@@ -331,6 +367,10 @@ impl RangeReplica {
         match e {
             ApplyError::Key(k) => KvError::Key(k),
             ApplyError::KeyNotInRange => KvError::KeyNotInRange { range_id: self.id },
+            ApplyError::Frozen => KvError::EpochNotMatch {
+                range_id: self.id,
+                current: None,
+            },
             ApplyError::Invalid(m) => {
                 KvError::Storage(format!("invalid command for range {}: {m}", self.id))
             }

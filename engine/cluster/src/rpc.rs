@@ -17,7 +17,7 @@ use holo_kv::service::{KvWrite, RangeHeader, WriteResponse};
 use holo_raft::NodeAddr;
 use holo_raft::codec::{decode, encode};
 use holo_raft::network::RaftRpcKind;
-use holo_storage::{RangeId, ReadOptions, ScanResult};
+use holo_storage::{RangeDescriptor, RangeId, ReadOptions, ScanResult};
 use holo_txn_types::Timestamp;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -89,6 +89,8 @@ pub enum Request {
     },
     /// What the node knows about the cluster and its replicas.
     Status,
+    /// Are you there? (liveness probe)
+    Ping,
     /// Split the range holding `key` at `key` (sent to its leaseholder).
     Split {
         /// First key of the new right-hand range.
@@ -112,6 +114,52 @@ pub enum Request {
         /// The node that should lead it.
         to: u64,
     },
+    /// Merge the range holding `key` with its right-hand neighbour (sent to
+    /// the left range's leaseholder).
+    Merge {
+        /// A key of the left range.
+        key: Vec<u8>,
+    },
+    /// Merge wherever the left range's leaseholder is (the receiving node
+    /// routes the merge).
+    AdminMerge {
+        /// A key of the left range.
+        key: Vec<u8>,
+    },
+    /// Freeze a range for merge attempt `nonce` (sent to its leaseholder).
+    Freeze {
+        /// The right-hand range.
+        range: RangeId,
+        /// The merge attempt.
+        nonce: u64,
+    },
+    /// Lift the freeze of merge attempt `nonce` (it was fenced).
+    Unfreeze {
+        /// The range.
+        range: RangeId,
+        /// The merge attempt.
+        nonce: u64,
+    },
+    /// Answer once this node's replica of `range` applied `index` (and is
+    /// frozen by merge attempt `nonce`).
+    WaitApplied {
+        /// The range.
+        range: RangeId,
+        /// The log index.
+        index: u64,
+        /// The merge attempt that must have frozen the replica.
+        nonce: u64,
+    },
+    /// Fence merge attempt `nonce` in the left range `range`; answers
+    /// whether it was fenced (`false`: it had already merged).
+    MergeAbort {
+        /// The left range.
+        range: RangeId,
+        /// The merge attempt.
+        nonce: u64,
+        /// First key of the right-hand range.
+        right_start: Vec<u8>,
+    },
 }
 
 /// A successful answer.
@@ -133,6 +181,16 @@ pub enum Response {
     Status(NodeStatus),
     /// Done, nothing to return.
     Done,
+    /// A range frozen for a merge: its descriptor and the freeze's log
+    /// index.
+    Frozen {
+        /// The frozen range.
+        desc: RangeDescriptor,
+        /// Log index of the freeze.
+        index: u64,
+    },
+    /// Whether a merge attempt was fenced.
+    MergeAborted(bool),
 }
 
 /// The answer to a [`Request`].

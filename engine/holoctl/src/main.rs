@@ -4,6 +4,7 @@
 //! holoctl --host 127.0.0.1:26257 nodes
 //! holoctl --host 127.0.0.1:26257 ranges
 //! holoctl --host 127.0.0.1:26257 split 10000000000000000a
+//! holoctl --host 127.0.0.1:26257 merge 10000000000000000a
 //! holoctl --host 127.0.0.1:26257 transfer-lease 7 2
 //! ```
 
@@ -40,6 +41,12 @@ enum Cmd {
     /// Split the range holding KEY (hex) so that a range starts at KEY.
     Split {
         /// The split key, hex-encoded.
+        key: String,
+    },
+    /// Merge the range holding KEY (hex) with its right-hand neighbour
+    /// (both must be on the same nodes).
+    Merge {
+        /// A key of the left range, hex-encoded.
         key: String,
     },
     /// Make NODE the leaseholder of RANGE.
@@ -213,6 +220,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await?;
             println!("split at {key}");
         }
+        Cmd::Merge { key } => {
+            let bytes = parse_hex(&key)?;
+            ctl.call(&ctl.host, Request::AdminMerge { key: bytes })
+                .await?;
+            println!("merged the range holding {key} with its right-hand neighbour");
+        }
         Cmd::TransferLease { range, node } => {
             ctl.call(
                 &ctl.host,
@@ -231,12 +244,10 @@ async fn run(cli: Cli) -> Result<(), String> {
 fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     let s = s.trim_start_matches("0x");
     if s.is_empty() || !s.len().is_multiple_of(2) {
-        return Err(format!(
-            "split key {s:?}: expected an even number of hex digits"
-        ));
+        return Err(format!("key {s:?}: expected an even number of hex digits"));
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| format!("split key {s:?}: {e}")))
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| format!("key {s:?}: {e}")))
         .collect()
 }

@@ -82,6 +82,10 @@ pub enum KvError {
     /// The service is shutting down or unreachable.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// An administrative request that cannot be carried out as asked (a
+    /// split of the meta range, a merge of the last range).
+    #[error("{0}")]
+    InvalidRequest(String),
 }
 
 impl KvError {

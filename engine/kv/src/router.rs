@@ -1,6 +1,6 @@
 //! [`RangeCache`]: a node's cache of range locations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use holo_storage::RangeId;
@@ -14,6 +14,10 @@ use crate::{KvError, Result};
 pub struct RangeCache {
     directory: Arc<dyn RangeDirectory>,
     entries: RwLock<BTreeMap<Vec<u8>, RangeLocation>>,
+    /// Replicas of a cached range that answered "no such range" in a row:
+    /// once every replica did, the range is gone (merged) and the entry is
+    /// dropped.
+    not_found: RwLock<HashMap<RangeId, usize>>,
 }
 
 impl std::fmt::Debug for RangeCache {
@@ -30,6 +34,7 @@ impl RangeCache {
         RangeCache {
             directory,
             entries: RwLock::new(BTreeMap::new()),
+            not_found: RwLock::new(HashMap::new()),
         }
     }
 
@@ -77,19 +82,27 @@ impl RangeCache {
         for k in stale {
             entries.remove(&k);
         }
+        self.not_found.write().remove(&loc.desc.id);
         entries.insert(loc.desc.start_key.clone(), loc);
     }
 
     /// Learns from a stale-route answer about `range_id`: follows a named
     /// leader, moves on to the next replica when the node did not serve
     /// (unreachable, no replica, no known leader), and forgets the entry
-    /// when the range's span changed.
+    /// when the range's span changed or no replica has it any more.
     pub fn on_stale(&self, range_id: RangeId, error: &KvError) {
         let mut entries = self.entries.write();
         let Some(loc) = entries.values_mut().find(|l| l.desc.id == range_id) else {
             return;
         };
+        let gone = matches!(error, KvError::RangeNotFound { .. }) && {
+            let mut misses = self.not_found.write();
+            let n = misses.entry(range_id).or_insert(0);
+            *n += 1;
+            *n >= loc.desc.replicas.len().max(1)
+        };
         let next = match error {
+            _ if gone => None,
             KvError::NotLeader {
                 leader: Some(l), ..
             } => Some(*l),
@@ -114,6 +127,7 @@ impl RangeCache {
             }
             None => {
                 entries.retain(|_, loc| loc.desc.id != range_id);
+                self.not_found.write().remove(&range_id);
             }
         }
     }

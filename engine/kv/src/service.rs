@@ -125,6 +125,10 @@ pub trait ClusterAdmin: Send + Sync + std::fmt::Debug + 'static {
     /// Splits the range holding `key` so that a range starts at `key`.
     async fn split_at(&self, key: Vec<u8>) -> Result<()>;
 
+    /// Removes the range boundary at `key` by merging the ranges on both
+    /// sides of it; fails when no range starts at `key`.
+    async fn unsplit_at(&self, key: Vec<u8>) -> Result<()>;
+
     /// The ranges overlapping `[start, end)` (empty `end` = unbounded).
     async fn range_info(&self, start: &[u8], end: &[u8]) -> Result<Vec<RangeInfo>>;
 }

@@ -77,6 +77,11 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 5000)]
     pub split_load_qps: u64,
 
+    /// Seconds a peer may go without answering before it counts as dead
+    /// and its replicas are replaced on live nodes (0 = never).
+    #[arg(long, default_value_t = 60)]
+    pub dead_node_secs: u64,
+
     /// Raft heartbeat interval in milliseconds (the election timeout is 6
     /// to 12 heartbeats; the lease half the shortest election timeout).
     #[arg(long, default_value_t = 150)]

@@ -53,6 +53,8 @@ pub async fn run(cli: Cli) -> Result<(), NodeError> {
 }
 
 async fn start(args: StartArgs) -> Result<(), NodeError> {
+    // Test hooks are read once, at startup (and logged when set).
+    let _ = holo_kv::txn::CommitPauses::get();
     if args.gc_interval < std::time::Duration::from_secs(1) {
         return Err(NodeError::Args("--gc-interval must be at least 1s".into()));
     }
@@ -127,6 +129,7 @@ async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result
         replication_factor: args.replication_factor,
         split_size_bytes: args.split_size_mib << 20,
         split_load_qps: args.split_load_qps,
+        dead_node_after: std::time::Duration::from_secs(args.dead_node_secs),
         raft: RaftTuning {
             heartbeat_ms: args.raft_heartbeat_ms,
             election_min_ms: args.raft_heartbeat_ms * 6,

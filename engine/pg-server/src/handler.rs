@@ -129,9 +129,15 @@ impl QueryParser for HoloQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut stmts = self.parser.parse(sql).map_err(pg_error)?;
+        let session = session_of(client)?;
+        // A failed Parse fails the transaction block, as in PostgreSQL.
+        let fail = |e: SqlError| {
+            session.fail_transaction();
+            pg_error(e)
+        };
+        let mut stmts = self.parser.parse(sql).map_err(fail)?;
         if stmts.len() > 1 {
-            return Err(pg_error(SqlError::new(
+            return Err(fail(SqlError::new(
                 sqlstate::SYNTAX_ERROR,
                 "cannot insert multiple commands into a prepared statement",
             )));
@@ -139,8 +145,7 @@ impl QueryParser for HoloQueryParser {
         let Some(stmt) = stmts.pop() else {
             return Ok(None);
         };
-        let session = session_of(client)?;
-        let prepared = session.prepare(stmt).await.map_err(pg_error)?;
+        let prepared = session.prepare(stmt).await.map_err(fail)?;
         Ok(Some(Prepared(prepared)))
     }
 
@@ -230,8 +235,21 @@ impl SimpleQueryHandler for HoloQueryHandler {
             return Ok(vec![Response::EmptyQuery]);
         }
         let mut responses = Vec::with_capacity(stmts.len());
-        for stmt in &stmts {
-            match run_statement(&session, Runnable::Statement(stmt), None).await {
+        let last = stmts.len() - 1;
+        for (i, stmt) in stmts.iter().enumerate() {
+            let result = match run_statement(&session, Runnable::Statement(stmt), None).await {
+                // pgwire sends the responses after this returns: rows of a
+                // statement followed by others are read now, so the next
+                // statement runs after them (and not at all if they fail).
+                Ok((StatementOutput::Rows(stream), deadline)) if i < last => {
+                    collect_rows(stream, deadline)
+                        .await
+                        .map(|out| (out, None))
+                        .inspect_err(|_| session.fail_transaction())
+                }
+                other => other,
+            };
+            match result {
                 Ok((output, deadline)) => {
                     responses.push(response(
                         output,
@@ -248,6 +266,25 @@ impl SimpleQueryHandler for HoloQueryHandler {
         }
         Ok(responses)
     }
+}
+
+/// Reads a row stream to its end (within `deadline`) into a stream over
+/// the rows in memory.
+async fn collect_rows(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    deadline: Option<Instant>,
+) -> Result<StatementOutput, SqlError> {
+    use futures::TryStreamExt;
+    let schema = stream.schema();
+    let collect = stream.try_collect::<Vec<_>>();
+    let batches = match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), collect)
+            .await
+            .map_err(|_| timeout_error())?,
+        None => collect.await,
+    }?;
+    let memory = datafusion::physical_plan::memory::MemoryStream::try_new(batches, schema, None)?;
+    Ok(StatementOutput::Rows(Box::pin(memory)))
 }
 
 fn error_info(e: SqlError) -> pgwire::error::ErrorInfo {

@@ -48,6 +48,58 @@ pub struct SmState {
     pub desc: RangeDescriptor,
     /// The timestamp oracle's high-water mark (meta range).
     pub tso_high_water_ms: u64,
+    /// The merge attempt that froze the range (0: not frozen).
+    pub frozen: u64,
+    /// Merge attempts fenced by [`RaftCommand::MergeAbort`] (most recent
+    /// last, a few kept).
+    pub aborted_merges: Vec<u64>,
+}
+
+/// How many fenced merge attempts a range remembers.
+const ABORTED_MERGES_KEPT: usize = 16;
+
+impl SmState {
+    /// The state of a replica that has no data yet (it waits for a
+    /// snapshot).
+    pub fn empty(range: RangeId) -> SmState {
+        SmState {
+            applied: None,
+            membership: StoredMembership::default(),
+            desc: RangeDescriptor {
+                id: range,
+                start_key: Vec::new(),
+                end_key: Vec::new(),
+                epoch: Default::default(),
+                replicas: Vec::new(),
+            },
+            tso_high_water_ms: 0,
+            frozen: 0,
+            aborted_merges: Vec::new(),
+        }
+    }
+}
+
+/// What a range's state machine shares with its replica; applies keep it
+/// current.
+#[derive(Debug)]
+pub struct SharedState {
+    /// The range's descriptor.
+    pub desc: RwLock<RangeDescriptor>,
+    /// The timestamp oracle's persisted high-water mark (meta range).
+    pub tso_high_water_ms: AtomicU64,
+    /// The merge attempt that froze the range (0: not frozen).
+    pub frozen: AtomicU64,
+}
+
+impl SharedState {
+    /// Shared state starting from `state`.
+    pub fn new(state: &SmState) -> Arc<SharedState> {
+        Arc::new(SharedState {
+            desc: RwLock::new(state.desc.clone()),
+            tso_high_water_ms: AtomicU64::new(state.tso_high_water_ms),
+            frozen: AtomicU64::new(state.frozen),
+        })
+    }
 }
 
 /// What the state machine tells its node about.
@@ -69,6 +121,16 @@ pub enum SmEvent {
     Membership {
         /// The range after the change.
         desc: RangeDescriptor,
+        /// Every member, voters and learners.
+        members: std::collections::BTreeSet<u64>,
+    },
+    /// A merge applied: the left range absorbed `right`, whose replica on
+    /// this node must stop.
+    Merged {
+        /// The left range after the merge.
+        left: RangeDescriptor,
+        /// The absorbed range.
+        right: RangeId,
     },
 }
 
@@ -76,6 +138,8 @@ pub enum SmEvent {
 struct SnapshotBlob {
     desc: RangeDescriptor,
     tso_high_water_ms: u64,
+    frozen: u64,
+    aborted_merges: Vec<u64>,
     entries: Vec<holo_storage::SpanEntry>,
 }
 
@@ -98,6 +162,8 @@ pub fn initial_split_state(
         membership: StoredMembership::new(Some(log_id), membership.membership().clone()),
         desc: right.clone(),
         tso_high_water_ms: 0,
+        frozen: 0,
+        aborted_merges: Vec::new(),
     };
     batch.put_cf(cf, key(right.id, TAG_SM), encode(&state).map_err(any)?);
     batch.put_cf(cf, key(right.id, TAG_PURGED), encode(&log_id).map_err(any)?);
@@ -134,6 +200,23 @@ pub fn bootstrap_range(
     engine.write_with_sync(batch, true).map_err(any)
 }
 
+/// Deletes every piece of `range`'s Raft state (log, vote, applied state)
+/// in `batch`; its data keys belong to whichever range covers them now.
+pub fn delete_range_state(
+    batch: &mut WriteBatch,
+    engine: &Engine,
+    range: RangeId,
+) -> Result<(), AnyError> {
+    let cf = engine.cf(CF_RAFT).map_err(any)?;
+    let start = range.0.to_be_bytes().to_vec();
+    let end = match range.0.checked_add(1) {
+        Some(next) => next.to_be_bytes().to_vec(),
+        None => vec![0xFF; 9],
+    };
+    batch.delete_range_cf(cf, start, end);
+    Ok(())
+}
+
 /// Ids of every range with Raft state on the engine.
 pub fn local_ranges(engine: &Engine) -> Result<Vec<SmState>, AnyError> {
     let cf = engine.cf(CF_RAFT).map_err(any)?;
@@ -155,8 +238,7 @@ pub struct RangeStateMachine {
     engine: Arc<Engine>,
     store: Arc<MvccStore>,
     range: RangeId,
-    desc: Arc<RwLock<RangeDescriptor>>,
-    tso_high_water_ms: Arc<AtomicU64>,
+    shared: Arc<SharedState>,
     state: SmState,
     events: UnboundedSender<SmEvent>,
 }
@@ -171,33 +253,35 @@ impl std::fmt::Debug for RangeStateMachine {
 
 impl RangeStateMachine {
     /// The state machine of a range whose state was persisted (by bootstrap,
-    /// a split or an earlier run). `desc` and `tso_high_water_ms` are shared
-    /// with the replica and kept current by applies.
+    /// a split or an earlier run). `shared` is shared with the replica and
+    /// kept current by applies.
     pub fn open(
         engine: Arc<Engine>,
         store: Arc<MvccStore>,
         state: SmState,
-        desc: Arc<RwLock<RangeDescriptor>>,
-        tso_high_water_ms: Arc<AtomicU64>,
+        shared: Arc<SharedState>,
         events: UnboundedSender<SmEvent>,
     ) -> RangeStateMachine {
-        *desc.write() = state.desc.clone();
-        tso_high_water_ms.store(state.tso_high_water_ms, Ordering::SeqCst);
-        RangeStateMachine {
+        let sm = RangeStateMachine {
             engine,
             range: state.desc.id,
             store,
-            desc,
-            tso_high_water_ms,
+            shared,
             state,
             events,
-        }
+        };
+        sm.publish();
+        sm
     }
 
     fn publish(&self) {
-        *self.desc.write() = self.state.desc.clone();
-        self.tso_high_water_ms
+        *self.shared.desc.write() = self.state.desc.clone();
+        self.shared
+            .tso_high_water_ms
             .store(self.state.tso_high_water_ms, Ordering::SeqCst);
+        self.shared
+            .frozen
+            .store(self.state.frozen, Ordering::SeqCst);
     }
 
     fn persist(&self, batch: &mut WriteBatch) -> Result<(), AnyError> {
@@ -216,6 +300,12 @@ impl RangeStateMachine {
         batch: &mut WriteBatch,
     ) -> SResult<(RaftResponse, Option<SmEvent>)> {
         Ok(match cmd {
+            RaftCommand::Write(_) | RaftCommand::Split { .. } if self.state.frozen != 0 => {
+                match cmd {
+                    RaftCommand::Write(_) => (RaftResponse::Write(Err(ApplyError::Frozen)), None),
+                    _ => (RaftResponse::Split(Err(ApplyError::Frozen)), None),
+                }
+            }
             RaftCommand::Write(cmd) => {
                 let desc = self.state.desc.clone();
                 match self.store.evaluate_unchecked(&desc, &cmd) {
@@ -283,7 +373,113 @@ impl RangeStateMachine {
                     None,
                 )
             }
+            RaftCommand::Freeze { nonce } => (RaftResponse::Freeze(self.freeze(nonce)), None),
+            RaftCommand::Unfreeze { nonce } => {
+                if self.state.frozen == nonce {
+                    self.state.frozen = 0;
+                }
+                (RaftResponse::Freeze(Ok(self.state.desc.clone())), None)
+            }
+            RaftCommand::Merge { right, nonce } => match self.merge(&right, nonce, batch)? {
+                Ok(left) => (
+                    RaftResponse::Merge(Ok(left.clone())),
+                    Some(SmEvent::Merged {
+                        left,
+                        right: right.id,
+                    }),
+                ),
+                Err(e) => (RaftResponse::Merge(Err(e)), None),
+            },
+            RaftCommand::MergeAbort { nonce, right_start } => (
+                RaftResponse::MergeAbort(self.merge_abort(nonce, &right_start)),
+                None,
+            ),
         })
+    }
+
+    fn freeze(&mut self, nonce: u64) -> Result<RangeDescriptor, ApplyError> {
+        if nonce == 0 {
+            return Err(ApplyError::Invalid("merge nonce 0".into()));
+        }
+        if self.state.frozen != 0 && self.state.frozen != nonce {
+            return Err(ApplyError::Frozen);
+        }
+        if self.state.desc.start_key.is_empty() {
+            return Err(ApplyError::Invalid(
+                "the first range cannot be merged away".into(),
+            ));
+        }
+        self.state.frozen = nonce;
+        Ok(self.state.desc.clone())
+    }
+
+    /// Applies a merge: checks that `right` is this range's right-hand
+    /// neighbour on the same replicas and that the attempt was not fenced,
+    /// then widens the descriptor and drops the right range's Raft state
+    /// (its data keys stay where they are: they now belong to this range).
+    fn merge(
+        &mut self,
+        right: &RangeDescriptor,
+        nonce: u64,
+        batch: &mut WriteBatch,
+    ) -> SResult<Result<RangeDescriptor, ApplyError>> {
+        let desc = &self.state.desc;
+        if self.state.frozen != 0 {
+            return Ok(Err(ApplyError::Frozen));
+        }
+        if self.state.aborted_merges.contains(&nonce) {
+            return Ok(Err(ApplyError::Invalid(format!(
+                "merge attempt {nonce} was aborted"
+            ))));
+        }
+        if desc.end_key.is_empty() || desc.end_key != right.start_key || right.id == desc.id {
+            return Ok(Err(ApplyError::Invalid(format!(
+                "range {} is not the right-hand neighbour of range {}",
+                right.id, desc.id
+            ))));
+        }
+        let voters = |d: &RangeDescriptor| {
+            d.replicas
+                .iter()
+                .map(|r| r.node_id)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        if voters(desc) != voters(right) {
+            return Ok(Err(ApplyError::Invalid(format!(
+                "ranges {} and {} have different replicas",
+                desc.id, right.id
+            ))));
+        }
+        let mut left = desc.clone();
+        left.end_key = right.end_key.clone();
+        left.epoch.version = desc.epoch.version.max(right.epoch.version) + 1;
+        delete_range_state(batch, &self.engine, right.id)
+            .map_err(StorageIOError::write_state_machine)?;
+        self.state.desc = left.clone();
+        Ok(Ok(left))
+    }
+
+    fn merge_abort(&mut self, nonce: u64, right_start: &[u8]) -> Result<bool, ApplyError> {
+        let desc = &self.state.desc;
+        if desc.end_key.as_slice() == right_start {
+            if !self.state.aborted_merges.contains(&nonce) {
+                self.state.aborted_merges.push(nonce);
+                let excess = self
+                    .state
+                    .aborted_merges
+                    .len()
+                    .saturating_sub(ABORTED_MERGES_KEPT);
+                self.state.aborted_merges.drain(..excess);
+            }
+            return Ok(true);
+        }
+        if desc.contains(right_start) {
+            return Ok(false);
+        }
+        Err(ApplyError::Invalid(format!(
+            "range {} does not border {:?}",
+            desc.id, right_start
+        )))
     }
 
     fn apply_entries<I>(&mut self, entries: I) -> SResult<Vec<RaftResponse>>
@@ -307,7 +503,17 @@ impl RangeStateMachine {
                         .collect();
                     desc.epoch.conf_ver += 1;
                     self.state.desc = desc.clone();
-                    (RaftResponse::None, Some(SmEvent::Membership { desc }))
+                    let members = self
+                        .state
+                        .membership
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .collect();
+                    (
+                        RaftResponse::None,
+                        Some(SmEvent::Membership { desc, members }),
+                    )
                 }
             };
             self.state.applied = Some(entry.log_id);
@@ -347,6 +553,8 @@ impl RangeStateMachine {
         let blob = SnapshotBlob {
             desc,
             tso_high_water_ms: self.state.tso_high_water_ms,
+            frozen: self.state.frozen,
+            aborted_merges: self.state.aborted_merges.clone(),
             entries,
         };
         let data = encode(&blob).map_err(|e| StorageIOError::read_state_machine(any(e)))?;
@@ -429,6 +637,8 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
             membership: meta.last_membership.clone(),
             desc: blob.desc.clone(),
             tso_high_water_ms: blob.tso_high_water_ms,
+            frozen: blob.frozen,
+            aborted_merges: blob.aborted_merges,
         };
         self.persist(&mut batch)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;

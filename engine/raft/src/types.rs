@@ -34,6 +34,36 @@ pub enum RaftCommand {
         /// Milliseconds since the epoch no issued timestamp may exceed.
         physical_ms: u64,
     },
+    /// First step of a merge, in the right-hand range: from this entry on
+    /// the range refuses every read and write (they retry and find the
+    /// merged range) until the merge completes or is aborted.
+    Freeze {
+        /// Identifies the merge attempt.
+        nonce: u64,
+    },
+    /// Lifts a [`RaftCommand::Freeze`] whose merge was aborted.
+    Unfreeze {
+        /// The merge attempt.
+        nonce: u64,
+    },
+    /// Second step, in the left-hand range: absorb `right` (frozen, and
+    /// applied up to its freeze on every replica). The commit point of the
+    /// merge.
+    Merge {
+        /// The right-hand range's descriptor as frozen.
+        right: RangeDescriptor,
+        /// The merge attempt.
+        nonce: u64,
+    },
+    /// Fences a merge attempt in the left-hand range, so a late
+    /// [`RaftCommand::Merge`] of it cannot apply; answers whether the merge
+    /// had already applied.
+    MergeAbort {
+        /// The merge attempt.
+        nonce: u64,
+        /// First key of the right-hand range.
+        right_start: Vec<u8>,
+    },
 }
 
 impl std::fmt::Display for RaftCommand {
@@ -42,6 +72,10 @@ impl std::fmt::Display for RaftCommand {
             RaftCommand::Write(cmd) => write!(f, "write({} keys)", cmd.keys().len()),
             RaftCommand::Split { new_range_id, .. } => write!(f, "split(->{new_range_id})"),
             RaftCommand::TsoHighWater { physical_ms } => write!(f, "tso_hwm({physical_ms})"),
+            RaftCommand::Freeze { nonce } => write!(f, "freeze({nonce})"),
+            RaftCommand::Unfreeze { nonce } => write!(f, "unfreeze({nonce})"),
+            RaftCommand::Merge { right, nonce } => write!(f, "merge(<-{}, {nonce})", right.id),
+            RaftCommand::MergeAbort { nonce, .. } => write!(f, "merge_abort({nonce})"),
         }
     }
 }
@@ -55,6 +89,9 @@ pub enum ApplyError {
     KeyNotInRange,
     /// The command is malformed or does not apply to this range.
     Invalid(String),
+    /// The range is frozen by a merge: the request must find the merged
+    /// range.
+    Frozen,
 }
 
 /// The result of applying one entry.
@@ -68,6 +105,13 @@ pub enum RaftResponse {
     Split(Result<(RangeDescriptor, RangeDescriptor), ApplyError>),
     /// The high-water mark now persisted.
     TsoHighWater(u64),
+    /// A freeze or unfreeze: the range's descriptor.
+    Freeze(Result<RangeDescriptor, ApplyError>),
+    /// A merge: the left range's new descriptor.
+    Merge(Result<RangeDescriptor, ApplyError>),
+    /// A merge abort: `true` when the attempt is now fenced, `false` when
+    /// the merge had already applied.
+    MergeAbort(Result<bool, ApplyError>),
 }
 
 openraft::declare_raft_types!(

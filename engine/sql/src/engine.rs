@@ -11,6 +11,7 @@ use crate::catalog::Catalog;
 use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_NAME};
 use crate::catalog::provider::HoloCatalogProvider;
 use crate::error::SqlResult;
+use crate::metrics::TxnMetrics;
 use crate::session::Session;
 use crate::types::UTC;
 
@@ -46,6 +47,7 @@ pub struct SqlEngine {
     catalog: Arc<Catalog>,
     base: SessionContext,
     options: SqlOptions,
+    txn_metrics: Arc<TxnMetrics>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -86,6 +88,7 @@ impl SqlEngine {
             catalog,
             base: SessionContext::new_with_state(state),
             options,
+            txn_metrics: Arc::new(TxnMetrics::new()),
         }))
     }
 
@@ -108,6 +111,12 @@ impl SqlEngine {
     /// The options.
     pub fn options(&self) -> &SqlOptions {
         &self.options
+    }
+
+    /// Transaction counters and commit latency of this node, shared by all
+    /// its sessions.
+    pub fn txn_metrics(&self) -> &Arc<TxnMetrics> {
+        &self.txn_metrics
     }
 
     /// A new session (one per client connection).

@@ -403,6 +403,7 @@ impl From<KvError> for SqlError {
                     .with_hint("the write may or may not have been applied; check before retrying")
             }
             KvError::Storage(m) => SqlError::new(sqlstate::IO_ERROR, format!("storage error: {m}")),
+            KvError::InvalidRequest(m) => SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, m),
             KvError::RangeNotFound { .. }
             | KvError::EpochNotMatch { .. }
             | KvError::KeyNotInRange { .. }

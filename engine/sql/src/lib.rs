@@ -12,11 +12,13 @@ pub mod ddl;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod metrics;
 pub mod ranges;
 pub mod session;
 pub mod types;
 
 pub use engine::{SqlEngine, SqlOptions};
 pub use error::{SqlError, SqlResult, sqlstate};
+pub use metrics::{TxnMetrics, TxnMetricsSnapshot};
 pub use session::{Described, PreparedStatement, Session, StatementOutput, TxnStatus};
 pub use types::SqlType;

@@ -1,9 +1,11 @@
-//! Range statements: `ALTER TABLE t SPLIT AT VALUES (...)[, (...)]` and
+//! Range statements: `ALTER TABLE t SPLIT AT VALUES (...)[, (...)]`,
+//! `ALTER TABLE t UNSPLIT AT VALUES (...)[, (...)]` and
 //! `SHOW RANGES FROM TABLE t`.
 //!
 //! sqlparser has no grammar for them, so [`rewrite`] turns their text into
-//! `CALL holo_split_at('t', (...), ...)` and `CALL holo_show_ranges('t')`,
-//! which [`execute`] runs through the node's [`ClusterAdmin`].
+//! `CALL holo_split_at('t', (...), ...)`, `CALL holo_unsplit_at(...)` and
+//! `CALL holo_show_ranges('t')`, which [`execute`] runs through the node's
+//! [`ClusterAdmin`].
 
 use std::sync::Arc;
 
@@ -22,6 +24,7 @@ use crate::codec::key::{prefix_end, table_prefix};
 use crate::error::{SqlError, SqlResult, sqlstate};
 
 const SPLIT_FN: &str = "holo_split_at";
+const UNSPLIT_FN: &str = "holo_unsplit_at";
 const SHOW_FN: &str = "holo_show_ranges";
 
 /// Rewrites the range statements' text into `CALL`s sqlparser understands;
@@ -41,7 +44,7 @@ pub fn rewrite(sql: &str) -> Option<String> {
     if is(0, "ALTER")
         && is(1, "TABLE")
         && words.len() > 6
-        && is(3, "SPLIT")
+        && (is(3, "SPLIT") || is(3, "UNSPLIT"))
         && is(4, "AT")
         && is(5, "VALUES")
     {
@@ -49,7 +52,8 @@ pub fn rewrite(sql: &str) -> Option<String> {
         let values_pos = find_word(trimmed, 5)?;
         let rest = trimmed[values_pos..].trim_start();
         let rest = rest.get("VALUES".len()..)?.trim();
-        return Some(format!("CALL {SPLIT_FN}({}, {rest})", quote_name(words[2])));
+        let f = if is(3, "SPLIT") { SPLIT_FN } else { UNSPLIT_FN };
+        return Some(format!("CALL {f}({}, {rest})", quote_name(words[2])));
     }
     None
 }
@@ -85,7 +89,7 @@ fn quote_name(name: &str) -> String {
 /// Whether `f` is one of the range calls.
 pub fn is_range_call(f: &Function) -> bool {
     let name = f.name.to_string().to_lowercase();
-    name == SPLIT_FN || name == SHOW_FN
+    name == SPLIT_FN || name == UNSPLIT_FN || name == SHOW_FN
 }
 
 fn args(f: &Function) -> SqlResult<Vec<SqlExpr>> {
@@ -163,7 +167,7 @@ pub fn describe_call(
 ) -> SqlResult<(Vec<Option<DataType>>, SchemaRef)> {
     let args = args(f)?;
     let fname = f.name.to_string().to_lowercase();
-    if fname != SPLIT_FN {
+    if fname != SPLIT_FN && fname != UNSPLIT_FN {
         return Ok((Vec::new(), show_schema()));
     }
     let entry = match args.first() {
@@ -219,8 +223,9 @@ pub async fn execute(
         )
     })?;
     let fname = f.name.to_string().to_lowercase();
-    if fname == SPLIT_FN {
-        split(ctx, admin.as_ref(), &entry, &args[1..], params).await
+    if fname == SPLIT_FN || fname == UNSPLIT_FN {
+        let unsplit = fname == UNSPLIT_FN;
+        split(ctx, admin.as_ref(), &entry, &args[1..], params, unsplit).await
     } else {
         show(admin.as_ref(), &entry).await
     }
@@ -232,11 +237,13 @@ async fn split(
     entry: &TableEntry,
     rows: &[SqlExpr],
     params: Option<&ParamValues>,
+    unsplit: bool,
 ) -> SqlResult<RangeOutput> {
+    let verb = if unsplit { "UNSPLIT" } else { "SPLIT" };
     if rows.is_empty() {
         return Err(SqlError::new(
             sqlstate::SYNTAX_ERROR,
-            "SPLIT AT VALUES needs at least one row",
+            format!("{verb} AT VALUES needs at least one row"),
         ));
     }
     let pk = entry.codec.pk_indices().to_vec();
@@ -247,7 +254,7 @@ async fn split(
             return Err(SqlError::new(
                 sqlstate::SYNTAX_ERROR,
                 format!(
-                    "SPLIT AT values must have 1 to {} columns (the primary key of \"{}\")",
+                    "{verb} AT values must have 1 to {} columns (the primary key of \"{}\")",
                     pk.len(),
                     entry.desc.name
                 ),
@@ -279,7 +286,14 @@ async fn split(
     let mut ids = Vec::new();
     let mut pretty = Vec::new();
     for key in keys {
-        admin.split_at(key.clone()).await.map_err(SqlError::from)?;
+        if unsplit {
+            admin
+                .unsplit_at(key.clone())
+                .await
+                .map_err(SqlError::from)?;
+        } else {
+            admin.split_at(key.clone()).await.map_err(SqlError::from)?;
+        }
         pretty.push(describe(entry, &key));
         let info = admin
             .range_info(&key, &prefix_end(&key))
@@ -391,6 +405,10 @@ mod tests {
         assert_eq!(
             rewrite("show ranges from table \"T\"").as_deref(),
             Some("CALL holo_show_ranges('T')")
+        );
+        assert_eq!(
+            rewrite("alter table t unsplit at values (7, 'x')").as_deref(),
+            Some("CALL holo_unsplit_at('t', (7, 'x'))")
         );
         assert_eq!(rewrite("SELECT 1"), None);
         assert_eq!(rewrite("ALTER TABLE t ADD COLUMN c INT"), None);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -491,7 +491,9 @@ impl Session {
         stmt: &Statement,
         params: Option<ParamValues>,
     ) -> SqlResult<StatementOutput> {
-        self.execute_inner(stmt, None, params).await
+        let result = self.execute_inner(stmt, None, params).await;
+        self.count_failure(&result);
+        result
     }
 
     /// Runs a prepared statement, reusing its plan while the catalog is
@@ -505,7 +507,16 @@ impl Session {
             .planned
             .as_ref()
             .filter(|p| p.catalog_version == self.engine.catalog().version());
-        self.execute_inner(&prepared.stmt, planned, params).await
+        let result = self.execute_inner(&prepared.stmt, planned, params).await;
+        self.count_failure(&result);
+        result
+    }
+
+    /// Counts a failed statement in the node's transaction metrics.
+    fn count_failure(&self, result: &SqlResult<StatementOutput>) {
+        if let Err(e) = result {
+            self.engine.txn_metrics().statement_failed(e);
+        }
     }
 
     async fn execute_inner(
@@ -582,6 +593,7 @@ impl Session {
             txn: Arc::new(txn),
             read_only,
         };
+        self.engine.txn_metrics().begin();
         Ok(StatementOutput::TxnStart("BEGIN".into()))
     }
 
@@ -589,18 +601,43 @@ impl Session {
         let state = std::mem::replace(&mut self.inner.lock().txn, TxnState::Idle);
         match state {
             TxnState::Idle => Ok(StatementOutput::TxnEnd("COMMIT".into())),
-            TxnState::Aborted => Ok(StatementOutput::TxnEnd("ROLLBACK".into())),
+            TxnState::Aborted => {
+                self.engine.txn_metrics().rolled_back();
+                Ok(StatementOutput::TxnEnd("ROLLBACK".into()))
+            }
             TxnState::Open { txn, .. } => {
-                txn.commit().await.map_err(|e| self.kv_error(e))?;
+                self.commit_txn(&txn).await?;
                 Ok(StatementOutput::TxnEnd("COMMIT".into()))
+            }
+        }
+    }
+
+    /// Commits `txn`, counting the outcome and timing it in the node's
+    /// transaction metrics; a failure is mapped to SQL naming the table.
+    async fn commit_txn(&self, txn: &Transaction) -> SqlResult<()> {
+        let started = Instant::now();
+        let metrics = self.engine.txn_metrics();
+        match txn.commit().await {
+            Ok(info) => {
+                metrics.committed(&info, started.elapsed());
+                Ok(())
+            }
+            Err(e) => {
+                metrics.commit_failed(&e);
+                Err(self.kv_error(e))
             }
         }
     }
 
     fn rollback(&self) -> StatementOutput {
         let state = std::mem::replace(&mut self.inner.lock().txn, TxnState::Idle);
-        if let TxnState::Open { txn, .. } = state {
-            txn.rollback();
+        match state {
+            TxnState::Open { txn, .. } => {
+                txn.rollback();
+                self.engine.txn_metrics().rolled_back();
+            }
+            TxnState::Aborted => self.engine.txn_metrics().rolled_back(),
+            TxnState::Idle => {}
         }
         StatementOutput::TxnEnd("ROLLBACK".into())
     }
@@ -781,7 +818,7 @@ impl Session {
                     FastOutput::Rows(batch) => rows_of(batch.schema(), vec![batch]),
                     FastOutput::Written(rows) => {
                         if autocommit {
-                            txn.commit().await.map_err(|e| self.kv_error(e))?;
+                            self.commit_txn(txn).await?;
                         }
                         Ok(StatementOutput::Command {
                             tag: tag.unwrap_or("UPDATE").to_string(),
@@ -800,7 +837,7 @@ impl Session {
                 self.slot.set(None);
                 let rows = rows?;
                 if autocommit {
-                    txn.commit().await.map_err(|e| self.kv_error(e))?;
+                    self.commit_txn(txn).await?;
                 }
                 Ok(StatementOutput::Command {
                     tag: dml_tag(&dml.op).to_string(),

@@ -62,7 +62,14 @@ impl RangeDescriptor {
         }
     }
 
-    /// Whether `key` lies inside the range.
+    /// Whether `other`'s span lies inside this range's span.
+    pub fn covers(&self, other: &RangeDescriptor) -> bool {
+        other.start_key >= self.start_key
+            && (self.end_key.is_empty()
+                || (!other.end_key.is_empty() && other.end_key <= self.end_key))
+    }
+
+    /// Whether `key` lies in the range.
     pub fn contains(&self, key: &[u8]) -> bool {
         key >= self.start_key.as_slice()
             && (self.end_key.is_empty() || key < self.end_key.as_slice())

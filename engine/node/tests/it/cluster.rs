@@ -36,12 +36,28 @@ pub struct TestCluster {
     nodes: Vec<ClusterProc>,
     _tmp: TempDir,
     snapshot_every: u64,
+    extra: Extra,
+}
+
+/// Extra flags and environment of a test cluster's node processes, kept
+/// across restarts.
+#[derive(Default, Clone)]
+pub struct Extra {
+    /// Flags for every node.
+    pub args: Vec<String>,
+    /// `(node id, name, value)` environment variables for single nodes.
+    pub env: Vec<(u64, String, String)>,
 }
 
 impl TestCluster {
     /// Starts `n` nodes; `snapshot_every` applied entries trigger a range
     /// snapshot and log truncation.
     pub fn start(n: u64, snapshot_every: u64) -> TestCluster {
+        TestCluster::start_with(n, snapshot_every, Extra::default())
+    }
+
+    /// Like [`TestCluster::start`], with extra flags and environment.
+    pub fn start_with(n: u64, snapshot_every: u64, extra: Extra) -> TestCluster {
         let tmp = tempfile::tempdir().unwrap();
         let nodes = (1..=n)
             .map(|id| ClusterProc {
@@ -56,6 +72,7 @@ impl TestCluster {
             nodes,
             _tmp: tmp,
             snapshot_every,
+            extra,
         };
         let pending: Vec<_> = (1..=n).map(|id| c.spawn(id)).collect();
         for (id, rx) in (1..=n).zip(pending) {
@@ -86,9 +103,16 @@ impl TestCluster {
         .args(["--raft-snapshot-every", &snapshot_every, "--data-dir"])
         .arg(&p.dir)
         .args(["--join", &seeds.join(",")])
-        .env("HOLO_LOG", "warn")
+        .args(&self.extra.args)
+        .env(
+            "HOLO_LOG",
+            std::env::var("TEST_HOLO_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+        for (_, name, value) in self.extra.env.iter().filter(|(node, _, _)| *node == id) {
+            cmd.env(name, value);
+        }
         if id == 1 {
             cmd.arg("--bootstrap");
         }
@@ -107,6 +131,15 @@ impl TestCluster {
     /// stdout.
     pub fn holoctl(&self, id: u64, args: &[&str]) -> String {
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_holo-fusion")).with_file_name("holoctl");
+        if !bin.is_file() {
+            // Another package's binary: cargo builds it only when asked.
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "holoctl", "--bin", "holoctl"])
+                .status()
+                .expect("run cargo build -p holoctl");
+            assert!(status.success(), "cargo build -p holoctl failed");
+        }
         assert!(bin.is_file(), "holoctl not built at {}", bin.display());
         let out = Command::new(bin)
             .args(["--host", &self.nodes[(id - 1) as usize].rpc])
@@ -146,7 +179,7 @@ impl Drop for TestCluster {
 }
 
 /// Retries `sql` until it succeeds or `limit` passes.
-async fn eventually(client: &Client, sql: &str, limit: Duration) {
+pub(crate) async fn eventually(client: &Client, sql: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         match client.batch_execute(sql).await {
@@ -161,7 +194,7 @@ async fn eventually(client: &Client, sql: &str, limit: Duration) {
 }
 
 /// `SHOW RANGES FROM TABLE t` rows: (range id, replicas, leaseholder).
-async fn ranges(client: &Client, table: &str) -> Vec<(String, String, Option<String>)> {
+pub(crate) async fn ranges(client: &Client, table: &str) -> Vec<(String, String, Option<String>)> {
     text_rows(client, &format!("SHOW RANGES FROM TABLE {table}"))
         .await
         .into_iter()
@@ -170,7 +203,7 @@ async fn ranges(client: &Client, table: &str) -> Vec<(String, String, Option<Str
 }
 
 /// Waits until every range of `table` has three replicas and a leaseholder.
-async fn wait_replicated(client: &Client, table: &str) {
+pub(crate) async fn wait_replicated(client: &Client, table: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rs = ranges(client, table).await;
@@ -189,7 +222,7 @@ async fn wait_replicated(client: &Client, table: &str) {
     }
 }
 
-async fn count(client: &Client, table: &str) -> i64 {
+pub(crate) async fn count(client: &Client, table: &str) -> i64 {
     let rows = text_rows(
         client,
         &format!("SELECT count(*), count(DISTINCT id) FROM {table}"),
@@ -199,6 +232,45 @@ async fn count(client: &Client, table: &str) -> i64 {
     let distinct: i64 = rows[0][1].as_deref().unwrap().parse().unwrap();
     assert_eq!(total, distinct, "duplicated rows in {table}");
     total
+}
+
+/// Runs `op` while three clients, one per node, each insert up to 400 rows
+/// with ids from `base` on; returns the acknowledged ids. Retryable errors
+/// (40001, 40003) are allowed, any other fails the test.
+async fn inserts_during(
+    cluster: &TestCluster,
+    base: i64,
+    op: impl std::future::Future<Output = ()>,
+) -> Vec<i64> {
+    let mut writers = Vec::new();
+    for w in 0..3i64 {
+        let client = cluster.client((w as u64 % 3) + 1).await;
+        writers.push(tokio::spawn(async move {
+            let insert = client
+                .prepare("INSERT INTO kv VALUES ($1, $2)")
+                .await
+                .unwrap();
+            let mut acked = Vec::new();
+            for i in 0..400i64 {
+                let id = base + w * 100_000 + i;
+                match client.execute(&insert, &[&id, &"c"]).await {
+                    Ok(_) => acked.push(id),
+                    Err(e) => assert!(
+                        ["40001", "40003"].contains(&sqlstate(&e).as_str()),
+                        "unexpected error during range changes: {e:?}"
+                    ),
+                }
+            }
+            acked
+        }));
+    }
+    op.await;
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(!acked.is_empty());
+    acked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -267,41 +339,13 @@ async fn replicated_cluster_routes_splits_and_survives_leaseholder_kill() {
     assert_eq!(count(&c1, "kv").await, 1000);
 
     // Splits under concurrent inserts: no lost and no duplicated rows.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..3i64 {
-        let client = cluster.client((w as u64 % 3) + 1).await;
-        let stop = stop.clone();
-        writers.push(tokio::spawn(async move {
-            let insert = client
-                .prepare("INSERT INTO kv VALUES ($1, $2)")
-                .await
-                .unwrap();
-            let mut acked = Vec::new();
-            let mut i = 0i64;
-            while !stop.load(Ordering::Relaxed) && i < 400 {
-                let id = 10_000 + w * 100_000 + i;
-                match client.execute(&insert, &[&id, &"c"]).await {
-                    Ok(_) => acked.push(id),
-                    Err(e) => assert!(
-                        ["40001", "40003"].contains(&sqlstate(&e).as_str()),
-                        "unexpected error during splits: {e:?}"
-                    ),
-                }
-                i += 1;
-            }
-            acked
-        }));
-    }
-    for k in [10_050i64, 110_100, 210_150, 10_300] {
-        text_rows(&c1, &format!("ALTER TABLE kv SPLIT AT VALUES ({k})")).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut acked = Vec::new();
-    for w in writers {
-        acked.extend(w.await.unwrap());
-    }
-    assert!(!acked.is_empty());
+    let acked = inserts_during(&cluster, 10_000, async {
+        for k in [10_050i64, 110_100, 210_150, 10_300] {
+            text_rows(&c1, &format!("ALTER TABLE kv SPLIT AT VALUES ({k})")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     let c2 = cluster.client(2).await;
     let total = count(&c2, "kv").await;
     assert!(
@@ -310,6 +354,34 @@ async fn replicated_cluster_routes_splits_and_survives_leaseholder_kill() {
         1000 + acked.len()
     );
     assert!(total <= 1000 + 1200, "more rows than attempted: {total}");
+
+    // Merges under concurrent inserts: the boundaries go, every range keeps
+    // its rows, nothing is lost or duplicated.
+    wait_replicated(&c1, "kv").await;
+    let before = ranges(&c1, "kv").await.len();
+    let acked = inserts_during(&cluster, 5_000_000, async {
+        let merged = text_rows(&c1, "ALTER TABLE kv UNSPLIT AT VALUES (250), (500)").await;
+        assert_eq!(merged.len(), 2, "{merged:?}");
+    })
+    .await;
+    let after = ranges(&c1, "kv").await;
+    assert_eq!(after.len(), before - 2, "two boundaries fewer: {after:?}");
+    let err = c1
+        .batch_execute("ALTER TABLE kv UNSPLIT AT VALUES (251)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023", "{err:?}");
+    for id in [1, 2, 3] {
+        let c = cluster.client(id).await;
+        let now = count(&c, "kv").await;
+        assert!(
+            now >= total + acked.len() as i64 && now <= total + 1200,
+            "node {id} after merges: {now} rows, expected {total} + {} acknowledged",
+            acked.len()
+        );
+        let rows = text_rows(&c, "SELECT v FROM kv WHERE id = 400").await;
+        assert_eq!(rows, vec![vec![Some("v400".to_string())]], "node {id}");
+    }
 
     // kill -9 of the leaseholder under a steady write load.
     wait_replicated(&c1, "kv").await;
@@ -463,4 +535,97 @@ async fn quorum_loss_refuses_writes_then_recovers() {
     eventually(&c1, "INSERT INTO q VALUES (3)", Duration::from_secs(30)).await;
     let rows = text_rows(&c1, "SELECT id FROM q WHERE id IN (1, 3) ORDER BY id").await;
     assert_eq!(rows, vec![vec![Some("1".into())], vec![Some("3".into())]]);
+}
+
+/// `holoctl nodes` rows: (node id, replicas held, up).
+fn node_replicas(cluster: &TestCluster, via: u64) -> Vec<(u64, Option<usize>, bool)> {
+    cluster
+        .holoctl(via, &["nodes"])
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let id = w.first()?.parse().ok()?;
+            let up = l.trim_end().ends_with(" up");
+            Some((id, w.get(3).and_then(|c| c.parse().ok()), up))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_spread_to_new_nodes_and_leave_dead_ones() {
+    let extra = Extra {
+        args: vec!["--dead-node-secs".into(), "4".into()],
+        env: Vec::new(),
+    };
+    let mut cluster = TestCluster::start_with(4, 20_000, extra);
+    let c1 = cluster.client(1).await;
+    c1.batch_execute("CREATE TABLE kv (id BIGINT PRIMARY KEY, v TEXT NOT NULL)")
+        .await
+        .unwrap();
+    c1.batch_execute("INSERT INTO kv SELECT value, 'v' || value FROM generate_series(1, 2000)")
+        .await
+        .unwrap();
+    text_rows(
+        &c1,
+        "ALTER TABLE kv SPLIT AT VALUES (400), (800), (1200), (1600)",
+    )
+    .await;
+
+    // The fourth node joined after the first ranges were placed on three:
+    // the rebalancer moves replicas onto it until no node holds two more
+    // than another.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = node_replicas(&cluster, 1);
+        let counts: Vec<usize> = rows.iter().filter_map(|r| r.1).collect();
+        let (min, max) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
+        if counts.len() == 4 && min >= 2 && max <= min + 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not spread over 4 nodes: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(count(&c1, "kv").await, 2000);
+
+    // A node that stays down past --dead-node-secs loses its replicas to
+    // the live nodes: every range has three replicas again, none on it.
+    let victim = 2;
+    cluster.kill9(victim);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rs = ranges(&c1, "kv").await;
+        let healed = rs.iter().all(|(_, replicas, lh)| {
+            let r: Vec<&str> = replicas.split(',').collect();
+            r.len() == 3 && !r.contains(&victim.to_string().as_str()) && lh.is_some()
+        });
+        if healed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas of dead node {victim} not replaced: {rs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for id in [1, 3, 4] {
+        let c = cluster.client(id).await;
+        assert_eq!(count(&c, "kv").await, 2000, "node {id}");
+    }
+    // Writes keep working with the new replica sets.
+    c1.batch_execute("INSERT INTO kv VALUES (5000, 'after')")
+        .await
+        .unwrap();
+    let c4 = cluster.client(4).await;
+    eventually(
+        &c4,
+        "SELECT 1 FROM kv WHERE id = 5000",
+        Duration::from_secs(5),
+    )
+    .await;
 }

@@ -9,6 +9,7 @@ mod durability;
 mod errors;
 mod fastpath;
 mod protocol;
+mod transactions;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,295 @@
+//! Replica placement: which peers are alive, moving a replica from one
+//! node to another through Raft membership changes, replacing the replicas
+//! of dead nodes, spreading replicas onto nodes that hold fewer, and
+//! dropping replicas a node no longer belongs to.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use holo_kv::KvError;
+use holo_storage::{RangeDescriptor, RangeId};
+use parking_lot::RwLock;
+
+use crate::meta::{self, META_RANGE};
+use crate::node::ClusterNode;
+use crate::replica::RangeReplica;
+use crate::rpc::Request;
+
+/// How long a probe of a peer may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// When each peer last answered.
+#[derive(Debug)]
+pub struct Liveness {
+    started: Instant,
+    last_seen: RwLock<HashMap<u64, Instant>>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            started: Instant::now(),
+            last_seen: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl Liveness {
+    /// Records an answer of `node`.
+    pub fn observe(&self, node: u64) {
+        self.last_seen.write().insert(node, Instant::now());
+    }
+
+    /// Whether `node` has not answered for `after` (a node never heard of
+    /// counts from this node's start).
+    pub fn is_dead(&self, node: u64, after: Duration) -> bool {
+        let seen = self
+            .last_seen
+            .read()
+            .get(&node)
+            .copied()
+            .unwrap_or(self.started);
+        seen.elapsed() >= after
+    }
+}
+
+impl ClusterNode {
+    /// Pings every known peer once (in the background) and records who
+    /// answered.
+    pub(crate) fn probe_peers(self: &Arc<Self>) {
+        for (id, addr) in self.nodes() {
+            if id == self.node_id() {
+                continue;
+            }
+            let node = self.clone();
+            tokio::spawn(async move {
+                let ok = node
+                    .rpc_client()
+                    .call(id, &addr.rpc, &Request::Ping, PROBE_TIMEOUT)
+                    .await
+                    .is_ok();
+                if ok {
+                    node.liveness().observe(id);
+                }
+            });
+        }
+    }
+
+    /// Whether `node` is considered dead (`--dead-node-secs` without an
+    /// answer; never when that is 0).
+    pub fn is_dead(&self, node: u64) -> bool {
+        let after = self.config().dead_node_after;
+        node != self.node_id() && !after.is_zero() && self.liveness().is_dead(node, after)
+    }
+
+    /// Registered nodes not considered dead.
+    pub(crate) fn live_nodes(&self) -> BTreeMap<u64, holo_raft::NodeAddr> {
+        self.nodes()
+            .into_iter()
+            .filter(|(id, _)| !self.is_dead(*id))
+            .collect()
+    }
+
+    /// Changes the voters of `replica`'s range (led here): adds `add` (as a
+    /// learner that catches up first, then a voter) and removes `remove`,
+    /// in one membership change.
+    pub(crate) async fn change_replicas(
+        &self,
+        replica: &RangeReplica,
+        add: Option<u64>,
+        remove: Option<u64>,
+    ) -> Result<(), KvError> {
+        let range = replica.id();
+        let raft = replica.raft();
+        let mut voters = replica.voters();
+        if let Some(id) = add {
+            let addr =
+                self.nodes().get(&id).cloned().ok_or_else(|| {
+                    KvError::InvalidRequest(format!("node {id} is not registered"))
+                })?;
+            tracing::info!(%range, node = id, "adding replica");
+            tokio::time::timeout(Duration::from_secs(60), raft.add_learner(id, addr, true))
+                .await
+                .map_err(|_| {
+                    KvError::Unavailable(format!(
+                        "range {range}: new replica on node {id} did not catch up"
+                    ))
+                })?
+                .map_err(|e| {
+                    KvError::Unavailable(format!("range {range}: adding learner {id}: {e}"))
+                })?;
+            voters.insert(id);
+        }
+        if let Some(id) = remove {
+            tracing::info!(%range, node = id, "removing replica");
+            voters.remove(&id);
+        }
+        if voters.is_empty() {
+            return Err(KvError::InvalidRequest(format!(
+                "range {range} cannot lose its last replica"
+            )));
+        }
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            raft.change_membership(voters, false),
+        )
+        .await
+        .map_err(|_| KvError::Unavailable(format!("range {range}: membership change timed out")))?
+        .map_err(|e| KvError::Unavailable(format!("range {range}: membership change: {e}")))?;
+        tracing::info!(%range, ?add, ?remove, "replicas changed");
+        Ok(())
+    }
+
+    /// Every range descriptor in the meta range.
+    pub(crate) async fn all_descriptors(&self) -> Result<Vec<RangeDescriptor>, KvError> {
+        let (start, end) = meta::descriptor_span();
+        let scan = self.meta_scan(start, end, 100_000).await?;
+        Ok(scan
+            .pairs
+            .iter()
+            .filter_map(|(_, v)| holo_raft::codec::decode(v).ok())
+            .collect())
+    }
+
+    /// Replicas per live node, from the meta range (every live node
+    /// listed, with 0 when it holds none).
+    pub(crate) async fn replica_counts(&self) -> Result<BTreeMap<u64, usize>, KvError> {
+        let mut counts: BTreeMap<u64, usize> =
+            self.live_nodes().keys().map(|id| (*id, 0)).collect();
+        for d in self.all_descriptors().await? {
+            for r in &d.replicas {
+                if let Some(c) = counts.get_mut(&r.node_id) {
+                    *c += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Removes a dead voter from one range this node leads, when a live
+    /// node without a replica of it can take its place (up-replication
+    /// adds that replica next). One change per call.
+    pub(crate) async fn replace_dead_replica(&self) -> Result<(), KvError> {
+        let live = self.live_nodes();
+        for r in self.replicas() {
+            if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
+                continue;
+            }
+            let Some(voters) = r.settled_voters() else {
+                continue;
+            };
+            let Some(dead) = voters.iter().copied().find(|v| self.is_dead(*v)) else {
+                continue;
+            };
+            if !live.keys().any(|id| !voters.contains(id)) {
+                continue;
+            }
+            tracing::warn!(range = %r.id(), node = dead, "replacing the replica of a dead node");
+            return self.change_replicas(&r, None, Some(dead)).await;
+        }
+        Ok(())
+    }
+
+    /// Moves one replica of a range this node leads from the live node
+    /// holding the most replicas to the one holding the fewest, when they
+    /// differ by two or more. The meta range stays where it is.
+    pub(crate) async fn rebalance_one(&self) -> Result<(), KvError> {
+        let counts = self.replica_counts().await?;
+        let (Some((&most, &max)), Some((&fewest, &min))) = (
+            counts.iter().max_by_key(|(_, c)| **c),
+            counts.iter().min_by_key(|(_, c)| **c),
+        ) else {
+            return Ok(());
+        };
+        if max < min + 2 {
+            return Ok(());
+        }
+        for r in self.replicas() {
+            if r.id() == META_RANGE || !r.is_leader() || !r.initialized() || r.frozen() != 0 {
+                continue;
+            }
+            let Some(voters) = r.settled_voters() else {
+                continue;
+            };
+            // The leader keeps its own replica (moving it needs a lease
+            // transfer first; another leader of the range will move it).
+            if voters.contains(&most) && !voters.contains(&fewest) && most != self.node_id() {
+                tracing::info!(range = %r.id(), from = most, to = fewest, max, min, "rebalancing a replica");
+                return self.change_replicas(&r, Some(fewest), Some(most)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops local replicas this node is no longer a member of: the meta
+    /// range holds a newer descriptor of the range without this node (the
+    /// removal's membership entry never reached it).
+    pub(crate) async fn drop_removed_replicas(&self) -> Result<(), KvError> {
+        for r in self.replicas() {
+            if r.is_leader() || !r.initialized() || r.id() == META_RANGE {
+                continue;
+            }
+            let local = r.descriptor();
+            let key = meta::descriptor_key(&local.end_key);
+            let mut end = key.clone();
+            end.push(0);
+            let scan = self.meta_scan(key, end, 1).await?;
+            let Some(current) = scan
+                .pairs
+                .first()
+                .and_then(|(_, v)| holo_raft::codec::decode::<RangeDescriptor>(v).ok())
+            else {
+                continue;
+            };
+            if current.id == local.id
+                && current.epoch.conf_ver > local.epoch.conf_ver
+                && !current.replicas.iter().any(|x| x.node_id == self.node_id())
+            {
+                tracing::info!(range = %local.id, "this node is no longer a replica; dropping it");
+                self.remove_local_replica(local.id, true).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles a membership change applied here: a node that is no longer a
+    /// member (voter or learner) drops its replica and the range's data.
+    pub(crate) async fn on_membership(&self, desc: &RangeDescriptor, members: &BTreeSet<u64>) {
+        if !members.contains(&self.node_id()) && !members.is_empty() {
+            tracing::info!(range = %desc.id, "removed from the range; dropping the replica");
+            self.remove_local_replica(desc.id, true).await;
+        }
+    }
+
+    /// Stops and deletes the local replica of `range`; with `drop_data`,
+    /// also deletes its span's data unless another local replica overlaps
+    /// it.
+    pub(crate) async fn remove_local_replica(&self, range: RangeId, drop_data: bool) {
+        let span = self.replica(range).map(|r| r.descriptor());
+        self.destroy_replica(range).await;
+        let Some(desc) = span.filter(|_| drop_data) else {
+            return;
+        };
+        let overlapped = self.replicas().iter().any(|o| {
+            let d = o.descriptor();
+            o.initialized() && d.clamp(&desc.start_key, &desc.end_key).is_some()
+        });
+        if overlapped {
+            return;
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        let result = self
+            .store()
+            .import_span(&mut batch, &desc.start_key, &desc.end_key, &[])
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.engine()
+                    .write_with_sync(batch, false)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            tracing::error!(%range, error = %e, "deleting a removed replica's data failed");
+        }
+    }
+}
