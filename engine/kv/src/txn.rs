@@ -97,6 +97,10 @@ async fn test_pause(pause: Option<Duration>, start_ts: Timestamp, point: &'stati
     }
 }
 
+/// How many times readers may push a commit's timestamp before it gives
+/// up (and rolls back).
+const MAX_COMMIT_PUSHES: usize = 64;
+
 /// What a successful commit did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitInfo {
@@ -459,9 +463,14 @@ impl Transaction {
         }
     }
 
+    /// The TTL of the locks a commit writes now. A lock expires TTL after
+    /// its transaction's start, so the time the transaction has been open
+    /// counts in; large transactions take longer to commit: one extra
+    /// second per MiB.
     fn lock_ttl(&self, bytes: usize) -> u64 {
-        // Large transactions take longer to commit: one extra second per MiB.
-        (self.options.lock_ttl_ms + (bytes as u64 >> 20) * 1_000).min(120_000)
+        let open_ms = crate::tso::now_ms().saturating_sub(self.start_ts.physical_ms());
+        let commit_ms = (self.options.lock_ttl_ms + (bytes as u64 >> 20) * 1_000).min(120_000);
+        open_ms + commit_ms
     }
 
     /// Splits mutations into per-range batches within the command limits.
@@ -545,22 +554,36 @@ impl Transaction {
 
     /// Commits `keys` at `commit_ts`, regrouping on stale routes.
     async fn commit_keys(&self, keys: Vec<Vec<u8>>, commit_ts: Timestamp) -> Result<()> {
+        self.keys_command(keys, |keys| WriteCommand::Commit {
+            keys,
+            start_ts: self.start_ts,
+            commit_ts,
+        })
+        .await
+    }
+
+    /// Sends `make(keys of one range)` to every range holding `keys`,
+    /// regrouping and resending after stale routes.
+    async fn keys_command(
+        &self,
+        keys: Vec<Vec<u8>>,
+        make: impl Fn(Vec<Vec<u8>>) -> WriteCommand,
+    ) -> Result<()> {
         let mut pending = vec![keys];
         let mut attempt = 0;
         while let Some(keys) = pending.pop() {
             if attempt > self.client.retry_policy().max_route_attempts * 8 {
                 return Err(KvError::RoutingExhausted {
                     attempts: attempt,
-                    last: "commit kept meeting stale routes".into(),
+                    last: "kept meeting stale routes".into(),
                 });
             }
             for (loc, group) in self.client.group_by_range(keys, |k| k.as_slice()).await? {
-                let cmd = WriteCommand::Commit {
-                    keys: group.clone(),
-                    start_ts: self.start_ts,
-                    commit_ts,
-                };
-                match self.client.write_at(&loc, KvWrite::Command(cmd)).await {
+                match self
+                    .client
+                    .write_at(&loc, KvWrite::Command(make(group.clone())))
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if e.is_stale_route() => {
                         tokio::time::sleep(self.client.retry_policy().backoff(attempt)).await;
@@ -575,25 +598,17 @@ impl Transaction {
     }
 
     /// Rolls back `keys` (best effort: a key left locked is resolved by the
-    /// next reader through the primary).
+    /// next reader through the primary once its TTL ran out).
     async fn rollback_keys(&self, keys: Vec<Vec<u8>>) {
-        let groups = match self.client.group_by_range(keys, |k| k.as_slice()).await {
-            Ok(g) => g,
-            Err(e) => {
-                tracing::warn!(error = %e, start_ts = %self.start_ts, "rollback: cannot group keys");
-                return;
-            }
-        };
-        let sends = groups.into_iter().map(|(loc, group)| async move {
-            let cmd = WriteCommand::Rollback {
-                keys: group,
+        let result = self
+            .keys_command(keys, |keys| WriteCommand::Rollback {
+                keys,
                 start_ts: self.start_ts,
-            };
-            if let Err(e) = self.client.write_at(&loc, KvWrite::Command(cmd)).await {
-                tracing::warn!(error = %e, start_ts = %self.start_ts, "rollback of prewritten keys failed");
-            }
-        });
-        join_all(sends).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, start_ts = %self.start_ts, "rollback of prewritten keys failed");
+        }
     }
 
     async fn two_pc(&self, mutations: Vec<Mutation>, bytes: usize) -> Result<Timestamp> {
@@ -618,7 +633,15 @@ impl Transaction {
         };
         if let Err(e) = prewrite.await {
             self.rollback_keys(all_keys).await;
-            return Err(e);
+            // The primary was never committed, and only this coordinator
+            // commits it: the transaction did not happen, whatever the
+            // prewrite's answer was.
+            return Err(match e {
+                KvError::AmbiguousCommit(m) => KvError::Unavailable(format!(
+                    "prewrite did not complete ({m}); the transaction was rolled back"
+                )),
+                e => e,
+            });
         }
         test_pause(
             CommitPauses::get().after_prewrite,
@@ -628,18 +651,31 @@ impl Transaction {
         .await;
         // Commit the primary: its record is the commit point.
         let mut commit_ts = self.client.now().await?;
+        let mut pushed = 0;
         loop {
             match self.commit_keys(vec![primary.clone()], commit_ts).await {
                 Ok(()) => break,
-                Err(KvError::Key(KeyError::CommitTsExpired { min_commit_ts, .. })) => {
+                // Readers pushed the commit timestamp: take a newer one
+                // (boundedly: a stream of readers must not hold us forever).
+                Err(KvError::Key(KeyError::CommitTsExpired { min_commit_ts, .. }))
+                    if pushed < MAX_COMMIT_PUSHES =>
+                {
+                    pushed += 1;
                     commit_ts = self.client.now().await?.max(min_commit_ts);
                 }
-                Err(e @ KvError::Key(KeyError::RolledBack { .. })) => {
-                    // A reader rolled us back after our TTL ran out.
+                Err(e @ KvError::Key(_)) => {
+                    // Refused for good (rolled back by a reader after the
+                    // TTL, or pushed too often): nothing committed.
                     self.rollback_keys(all_keys).await;
                     return Err(e);
                 }
-                Err(e) => return Err(e),
+                // The primary's commit may or may not have applied.
+                Err(e @ KvError::AmbiguousCommit(_)) => return Err(e),
+                Err(e) => {
+                    return Err(KvError::AmbiguousCommit(format!(
+                        "committing the primary key did not complete: {e}"
+                    )));
+                }
             }
         }
         test_pause(
