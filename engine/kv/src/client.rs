@@ -175,6 +175,7 @@ impl KvClient {
                 if Instant::now() >= deadline {
                     return Err(KvError::LockWaitTimeout {
                         start_ts: lock.start_ts,
+                        key: lock.key.clone(),
                     });
                 }
                 tokio::time::sleep(self.retry.backoff(attempt)).await;

@@ -48,6 +48,8 @@ pub enum KvError {
     LockWaitTimeout {
         /// Start timestamp of the transaction holding the lock.
         start_ts: holo_txn_types::Timestamp,
+        /// The locked key.
+        key: Vec<u8>,
     },
     /// Retries of a stale route ran out.
     #[error("could not route request after {attempts} attempts: {last}")]

@@ -455,6 +455,7 @@ impl Transaction {
                 if Instant::now() >= deadline {
                     return Err(KvError::LockWaitTimeout {
                         start_ts: lock.start_ts,
+                        key: lock.key.clone(),
                     });
                 }
                 tokio::time::sleep(self.client.retry_policy().backoff(attempt)).await;

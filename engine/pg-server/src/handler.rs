@@ -64,6 +64,18 @@ async fn run_statement(
                 Ok(res) => res.map(|out| (out, Some(deadline))),
                 Err(_) => {
                     session.fail_transaction();
+                    if session.take_abandoned_commit() {
+                        // The commit was cut off midway: lock resolution
+                        // finishes it one way or the other.
+                        return Err(SqlError::new(
+                            "40003",
+                            "statement completion unknown: the statement timeout expired \
+                             while the transaction was committing",
+                        )
+                        .with_hint(
+                            "the transaction may or may not have committed; check before retrying",
+                        ));
+                    }
                     Err(timeout_error())
                 }
             }

@@ -211,6 +211,7 @@ mod tests {
         m.committed(&read_only, Duration::from_micros(3));
         m.commit_failed(&KvError::LockWaitTimeout {
             start_ts: Timestamp::new(1),
+            key: b"k".to_vec(),
         });
         m.commit_failed(&KvError::AmbiguousCommit("timeout".into()));
         m.commit_failed(&KvError::TxnTooLarge("big".into()));

@@ -218,6 +218,15 @@ fn is_dml(stmt: &Statement) -> bool {
     )
 }
 
+/// `default_transaction_read_only`: transactions (also implicit ones)
+/// start read-only.
+fn default_read_only(inner: &Inner) -> bool {
+    inner
+        .vars
+        .get("default_transaction_read_only")
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1" | "yes"))
+}
+
 fn check_isolation(modes: &[TransactionMode]) -> SqlResult<Option<bool>> {
     let mut read_only = None;
     for mode in modes {
@@ -250,6 +259,9 @@ pub struct Session {
     state: SessionState,
     slot: Arc<TxnSlot>,
     inner: Mutex<Inner>,
+    /// Set while a commit runs; left set when the commit was abandoned
+    /// (statement timeout), so its outcome is reported as unknown.
+    committing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -275,7 +287,15 @@ impl Session {
                 txn: TxnState::Idle,
                 vars: SETTINGS.iter().map(|(n, v)| (*n, v.to_string())).collect(),
             }),
+            committing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Whether the statement just abandoned (timed out) was committing: its
+    /// transaction may or may not have committed. Clears the mark.
+    pub fn take_abandoned_commit(&self) -> bool {
+        self.committing
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The transaction status for ReadyForQuery.
@@ -552,7 +572,7 @@ impl Session {
                     ));
                 }
                 TxnState::Open { txn, read_only } => (Some(txn.clone()), false, *read_only),
-                TxnState::Idle => (None, true, false),
+                TxnState::Idle => (None, true, default_read_only(&inner)),
             }
         };
         let txn = match txn {
@@ -582,7 +602,10 @@ impl Session {
     }
 
     async fn begin(&self, modes: &[TransactionMode]) -> SqlResult<StatementOutput> {
-        let read_only = check_isolation(modes)?.unwrap_or(false);
+        let read_only = match check_isolation(modes)? {
+            Some(ro) => ro,
+            None => default_read_only(&self.inner.lock()),
+        };
         if !matches!(self.inner.lock().txn, TxnState::Idle) {
             tracing::debug!("BEGIN inside a transaction block: ignored, as PostgreSQL does");
             return Ok(StatementOutput::TxnStart("BEGIN".into()));
@@ -617,7 +640,12 @@ impl Session {
     async fn commit_txn(&self, txn: &Transaction) -> SqlResult<()> {
         let started = Instant::now();
         let metrics = self.engine.txn_metrics();
-        match txn.commit().await {
+        self.committing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let result = txn.commit().await;
+        self.committing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        match result {
             Ok(info) => {
                 metrics.committed(&info, started.elapsed());
                 Ok(())
@@ -648,6 +676,7 @@ impl Session {
             KvError::Key(KeyError::AlreadyExists { key }) => Some(key.clone()),
             KvError::Key(KeyError::Conflict(c)) => Some(c.key.clone()),
             KvError::Key(KeyError::Locked(l)) => Some(l.key.clone()),
+            KvError::LockWaitTimeout { key, .. } => Some(key.clone()),
             _ => None,
         };
         let mut err = SqlError::from(e.clone());
@@ -978,7 +1007,16 @@ impl Session {
                 }
                 done()
             }
-            Set::SetTransaction { modes, session, .. } => {
+            Set::SetTransaction {
+                modes,
+                session,
+                snapshot,
+            } => {
+                if snapshot.is_some() {
+                    return Err(SqlError::unsupported(
+                        "SET TRANSACTION SNAPSHOT is not supported",
+                    ));
+                }
                 let read_only = check_isolation(modes)?;
                 let mut inner = self.inner.lock();
                 if let (Some(ro), TxnState::Open { read_only, .. }) = (read_only, &mut inner.txn) {

@@ -1179,3 +1179,44 @@ async fn parse_error_fails_the_block_on_both_protocols() {
         Some("0")
     );
 }
+
+/// `default_transaction_read_only` makes new transactions, explicit and
+/// implicit, read-only (25006 on writes); `SET TRANSACTION SNAPSHOT` is
+/// refused rather than ignored.
+#[tokio::test]
+async fn session_defaults_and_unsupported_transaction_settings() {
+    let node = TestNode::start();
+    let c = node.client().await;
+    c.batch_execute("CREATE TABLE ro (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.batch_execute("SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    expect_error(&c, "INSERT INTO ro VALUES (1)", "25006").await;
+    c.batch_execute("BEGIN").await.unwrap();
+    expect_error(&c, "INSERT INTO ro VALUES (1)", "25006").await;
+    c.batch_execute("ROLLBACK").await.unwrap();
+    // An explicit mode wins over the default.
+    c.batch_execute("BEGIN READ WRITE; INSERT INTO ro VALUES (1); COMMIT")
+        .await
+        .unwrap();
+    c.batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO ro VALUES (2)").await.unwrap();
+    assert_eq!(
+        text_rows(&c, "SELECT count(*) FROM ro").await[0][0].as_deref(),
+        Some("2")
+    );
+    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    expect_error(
+        &c,
+        "SET TRANSACTION SNAPSHOT '00000003-0000001B-1'",
+        "0A000",
+    )
+    .await;
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
