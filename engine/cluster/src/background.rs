@@ -19,7 +19,32 @@ const TICK: Duration = Duration::from_secs(1);
 /// Starts the background loops of `node`; they end when the node is dropped.
 pub fn spawn(node: &Arc<ClusterNode>) {
     let weak = Arc::downgrade(node);
-    tokio::spawn(run(weak));
+    tokio::spawn(run(weak.clone()));
+    tokio::spawn(collect_garbage(weak));
+}
+
+/// Every `--gc-interval`: the meta range's leader advances the cluster's
+/// safe point, then every node sweeps the ranges it leads.
+async fn collect_garbage(node: Weak<ClusterNode>) {
+    loop {
+        let Some(interval) = node.upgrade().map(|n| n.config().gc_interval) else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(node) = node.upgrade() else { return };
+        if node.replica(META_RANGE).is_some_and(|r| r.is_leader()) {
+            match node.gc_coordinate().await {
+                Ok(Some(safe_point)) => tracing::info!(%safe_point, "advanced the GC safe point"),
+                Ok(None) => {}
+                Err(e) => tracing::info!(error = %e, "GC round skipped"),
+            }
+        }
+        match node.gc_sweep().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "GC sweep removed old versions"),
+            Err(e) => tracing::warn!(error = %e, "GC sweep failed; will retry"),
+        }
+    }
 }
 
 async fn run(node: Weak<ClusterNode>) {

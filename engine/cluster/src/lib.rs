@@ -2,6 +2,7 @@
 //!
 //! - [`node`]: the node: store, Raft groups per range replica, joining and
 //!   bootstrapping, splits, replica addition, status.
+//! - [`gc`]: the cluster-wide GC safe point and sweeps of old versions.
 //! - [`merge`]: merging a range into its left-hand neighbour (freeze,
 //!   merge trigger, fencing of failed attempts).
 //! - [`rebalance`]: peer liveness, replica moves, replacing dead nodes'
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod background;
 pub mod directory;
+pub mod gc;
 pub mod merge;
 pub mod meta;
 pub mod node;

@@ -4,6 +4,7 @@
 //! keys written with one-phase commits:
 //!
 //! - `0x00 'n' <node id u64 BE>`: a node's addresses (the node registry);
+//! - `0x00 'g'`: the cluster's GC safe point (u64 BE timestamp);
 //! - `0x00 'r'`: the last allocated range id (u64 BE);
 //! - `0x00 's' <key>`: a split boundary made on request (`SPLIT AT`,
 //!   `holoctl split`), which automatic merging keeps;
@@ -26,6 +27,7 @@ pub const META_END: &[u8] = &[0x02];
 const NODE_PREFIX: &[u8] = &[0x00, b'n'];
 const RANGE_ID_KEY: &[u8] = &[0x00, b'r'];
 const STICKY_PREFIX: &[u8] = &[0x00, b's'];
+const GC_SAFE_POINT_KEY: &[u8] = &[0x00, b'g'];
 const DESC_PREFIX: u8 = 0x01;
 
 /// The meta range's descriptor (its span and generation never change).
@@ -74,6 +76,11 @@ pub fn node_id_of(key: &[u8]) -> Option<u64> {
 /// Key of the range id counter.
 pub fn range_id_key() -> Vec<u8> {
     RANGE_ID_KEY.to_vec()
+}
+
+/// Key of the cluster's GC safe point (u64 BE timestamp).
+pub fn gc_safe_point_key() -> Vec<u8> {
+    GC_SAFE_POINT_KEY.to_vec()
 }
 
 /// Key marking `split_key` as a boundary made on request.

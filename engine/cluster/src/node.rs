@@ -96,6 +96,10 @@ pub struct ClusterConfig {
     /// A peer that has not answered for this long is dead: its replicas
     /// are replaced on live nodes (zero = never).
     pub dead_node_after: Duration,
+    /// Time between garbage-collection rounds.
+    pub gc_interval: Duration,
+    /// How long old row versions stay readable.
+    pub gc_ttl: Duration,
     /// Raft timing.
     pub raft: RaftTuning,
 }
@@ -130,6 +134,7 @@ pub struct ClusterNode {
     tso_batcher: Arc<TsoBatcher>,
     kv: RwLock<Option<Arc<KvClient>>>,
     liveness: crate::rebalance::Liveness,
+    gc_removed: AtomicU64,
     me: Weak<ClusterNode>,
 }
 
@@ -315,6 +320,7 @@ impl ClusterNode {
             tso_batcher: Arc::new(TsoBatcher::default()),
             kv: RwLock::new(None),
             liveness: crate::rebalance::Liveness::default(),
+            gc_removed: AtomicU64::new(0),
             me: me.clone(),
             config,
         });
@@ -372,6 +378,11 @@ impl ClusterNode {
     /// The client of other nodes' internal RPC.
     pub(crate) fn rpc_client(&self) -> &Arc<RpcClient> {
         &self.rpc
+    }
+
+    /// Versions removed by this node's GC sweeps.
+    pub(crate) fn gc_removed(&self) -> &AtomicU64 {
+        &self.gc_removed
     }
 
     /// When each peer last answered a probe.
@@ -973,6 +984,8 @@ impl ClusterNode {
             addr: self.addr.clone(),
             cluster: self.view(),
             replicas: self.replicas().iter().map(|r| r.status()).collect(),
+            gc_safe_point: self.store.gc_safe_point(),
+            gc_versions_removed: self.gc_removed.load(Ordering::Relaxed),
         }
     }
 
@@ -1208,6 +1221,7 @@ impl Handler for ClusterNode {
             }
             Request::Status => Ok(Response::Status(self.status())),
             Request::Ping => Ok(Response::Done),
+            Request::GcPrepare { bound } => self.gc_prepare(bound).await,
             Request::Split { key } => {
                 self.lead_range_of(&key).await?;
                 self.split_once(key).await.map(|_| Response::Done)

@@ -328,6 +328,7 @@ impl RangeReplica {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let _latch = self.latches.acquire_for(&write).await;
         let (cmd, commit_ts) = prepare_write(write, tso).await?;
+        self.store.check_write_safe_point(&cmd)?;
         match self.propose(RaftCommand::Write(cmd)).await? {
             RaftResponse::Write(Ok(result)) => Ok(WriteResponse { result, commit_ts }),
             RaftResponse::Write(Err(e)) => Err(self.apply_error(e)),

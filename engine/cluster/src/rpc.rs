@@ -91,6 +91,12 @@ pub enum Request {
     Status,
     /// Are you there? (liveness probe)
     Ping,
+    /// First step of a GC round: resolve locks below `bound` in the ranges
+    /// you lead and answer the bound you allow.
+    GcPrepare {
+        /// The candidate safe point.
+        bound: Timestamp,
+    },
     /// Split the range holding `key` at `key` (sent to its leaseholder).
     Split {
         /// First key of the new right-hand range.
@@ -191,6 +197,13 @@ pub enum Response {
     },
     /// Whether a merge attempt was fenced.
     MergeAborted(bool),
+    /// A node's answer to [`Request::GcPrepare`].
+    GcPrepared {
+        /// The safe point the node allows.
+        bound: Timestamp,
+        /// The ranges it leads whose locks below `bound` are resolved.
+        ranges: Vec<RangeId>,
+    },
 }
 
 /// The answer to a [`Request`].

@@ -44,4 +44,8 @@ pub struct NodeStatus {
     pub cluster: ClusterView,
     /// Its replicas, by range id.
     pub replicas: Vec<ReplicaStatus>,
+    /// Its store's GC safe point (reads below it are refused).
+    pub gc_safe_point: holo_txn_types::Timestamp,
+    /// Versions its GC sweeps removed since it started.
+    pub gc_versions_removed: u64,
 }

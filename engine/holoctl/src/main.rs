@@ -49,6 +49,8 @@ enum Cmd {
         /// A key of the left range, hex-encoded.
         key: String,
     },
+    /// Every node's GC safe point and the versions its sweeps removed.
+    Gc,
     /// Make NODE the leaseholder of RANGE.
     TransferLease {
         /// The range id.
@@ -219,6 +221,19 @@ async fn run(cli: Cli) -> Result<(), String> {
             ctl.call(&ctl.host, Request::AdminSplit { key: bytes })
                 .await?;
             println!("split at {key}");
+        }
+        Cmd::Gc => {
+            println!("{:>4}  {:>16} {:>12}", "node", "safe_point_ms", "removed");
+            for (id, s) in ctl.all().await? {
+                match s {
+                    Ok(s) => println!(
+                        "{id:>4}  {:>16} {:>12}",
+                        s.gc_safe_point.physical_ms(),
+                        s.gc_versions_removed
+                    ),
+                    Err(e) => println!("{id:>4}  DOWN ({e})"),
+                }
+            }
         }
         Cmd::Merge { key } => {
             let bytes = parse_hex(&key)?;

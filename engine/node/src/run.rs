@@ -130,6 +130,8 @@ async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result
         split_size_bytes: args.split_size_mib << 20,
         split_load_qps: args.split_load_qps,
         dead_node_after: std::time::Duration::from_secs(args.dead_node_secs),
+        gc_interval: args.gc_interval,
+        gc_ttl: args.gc_ttl,
         raft: RaftTuning {
             heartbeat_ms: args.raft_heartbeat_ms,
             election_min_ms: args.raft_heartbeat_ms * 6,

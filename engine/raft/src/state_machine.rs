@@ -308,6 +308,13 @@ impl RangeStateMachine {
             }
             RaftCommand::Write(cmd) => {
                 let desc = self.state.desc.clone();
+                // A GC command raises this replica's safe point before any
+                // version below it goes: reads below it now fail here.
+                if let holo_storage::WriteCommand::Gc { safe_point, .. } = &cmd {
+                    self.store
+                        .advance_gc_safe_point(*safe_point)
+                        .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+                }
                 match self.store.evaluate_unchecked(&desc, &cmd) {
                     Ok((b, result)) => {
                         *batch = b;

@@ -121,6 +121,14 @@ impl MvccStore {
         range: &RangeDescriptor,
         cmd: &WriteCommand,
     ) -> Result<(rocksdb::WriteBatch, WriteResult)> {
+        self.check_write_safe_point(cmd)?;
+        self.evaluate_unchecked(range, cmd)
+    }
+
+    /// Refuses a prewrite or one-phase commit whose transaction started
+    /// below the GC safe point (the versions it would check for conflicts
+    /// may be gone).
+    pub fn check_write_safe_point(&self, cmd: &WriteCommand) -> Result<()> {
         if let Some(start_ts) = cmd.start_ts()
             && matches!(
                 cmd,
@@ -136,7 +144,7 @@ impl MvccStore {
                 .into());
             }
         }
-        self.evaluate_unchecked(range, cmd)
+        Ok(())
     }
 
     /// Like [`MvccStore::evaluate`] without the node-local GC safe-point check:

@@ -629,3 +629,84 @@ async fn replicas_spread_to_new_nodes_and_leave_dead_ones() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gc_removes_old_versions_but_not_under_open_snapshots() {
+    let extra = Extra {
+        args: ["--gc-ttl", "1s", "--gc-interval", "1s"]
+            .map(String::from)
+            .to_vec(),
+        env: Vec::new(),
+    };
+    let cluster = TestCluster::start_with(3, 20_000, extra);
+    let c1 = cluster.client(1).await;
+    c1.batch_execute("CREATE TABLE g (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    c1.batch_execute("INSERT INTO g VALUES (1, 0)")
+        .await
+        .unwrap();
+    wait_replicated(&c1, "g").await;
+
+    // A transaction open on node 2 holds the safe point below its snapshot.
+    let c2 = cluster.client(2).await;
+    eventually(&c2, "SELECT 1 FROM g", Duration::from_secs(10)).await;
+    c2.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    let read = "SELECT v FROM g WHERE id = 1";
+    assert_eq!(
+        text_rows(&c2, read).await,
+        vec![vec![Some("0".to_string())]]
+    );
+    let update = c1
+        .prepare("UPDATE g SET v = $1 WHERE id = 1")
+        .await
+        .unwrap();
+    for i in 1..=100i64 {
+        c1.execute(&update, &[&i]).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        text_rows(&c2, read).await,
+        vec![vec![Some("0".to_string())]],
+        "GC removed a version an open transaction reads"
+    );
+    c2.batch_execute("COMMIT").await.unwrap();
+
+    // Then the safe point passes the updates on every node and the old
+    // versions go.
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = cluster.holoctl(1, &["gc"]);
+        let rows: Vec<(u64, u64)> = out
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                Some((w.get(1)?.parse().ok()?, w.get(2)?.parse().ok()?))
+            })
+            .collect();
+        let removed: u64 = rows.iter().map(|r| r.1).sum();
+        if rows.len() == 3 && rows.iter().all(|r| r.0 >= after) && removed >= 100 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GC did not pass the updates: {out}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for id in [1, 2, 3] {
+        let c = cluster.client(id).await;
+        assert_eq!(
+            text_rows(&c, read).await,
+            vec![vec![Some("100".to_string())]],
+            "node {id}"
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! Cluster-wide garbage collection of old MVCC versions.
+//!
+//! The safe point (below it no read is served and old versions may go) is
+//! one value for the whole cluster, kept in the meta range. Every
+//! `--gc-interval` the node leading the meta range runs a round:
+//!
+//! 1. **Prepare**: every live node lowers the candidate `now - --gc-ttl` to
+//!    its oldest open transaction, resolves the locks below it in the ranges
+//!    it leads (a live lock lowers the bound below its transaction), and
+//!    answers its bound and the ranges it covered.
+//! 2. **Advance**: when the answers cover every range, the smallest bound
+//!    becomes the safe point (it only rises).
+//!
+//! Every node then, on its own timer, raises its store's local safe point to
+//! the cluster's and sweeps the ranges it leads: `Gc` commands through Raft
+//! remove the versions nobody can read any more. Applying one raises the
+//! replica's local safe point first, so every replica refuses reads and
+//! prewrites below it from then on.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+use holo_kv::KvError;
+use holo_kv::lock_resolver::{Resolution, resolve_lock};
+use holo_kv::service::{KvWrite, RangeHeader};
+use holo_storage::{RangeId, WriteCommand, WriteResult};
+use holo_txn_types::Timestamp;
+
+use crate::directory::NodeHandle;
+use crate::meta;
+use crate::node::ClusterNode;
+use crate::rpc::{Request, Response};
+
+/// Keys per `Gc` command.
+const GC_BATCH: usize = 1024;
+
+impl ClusterNode {
+    /// The cluster's GC safe point, from the meta range (zero before the
+    /// first round).
+    pub async fn cluster_gc_safe_point(&self) -> Result<Timestamp, KvError> {
+        let key = meta::gc_safe_point_key();
+        let mut end = key.clone();
+        end.push(0);
+        let scan = self.meta_scan(key, end, 1).await?;
+        Ok(scan
+            .pairs
+            .first()
+            .and_then(|(_, v)| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(Timestamp::ZERO, |b| Timestamp::new(u64::from_be_bytes(b))))
+    }
+
+    /// Step 1 at this node: the bound it allows below `bound`, and the
+    /// ranges it leads whose locks below that bound are resolved.
+    pub(crate) async fn gc_prepare(&self, bound: Timestamp) -> Result<Response, KvError> {
+        let kv = self.kv();
+        let mut bound = match kv.active().oldest() {
+            Err(()) => {
+                return Err(KvError::Unavailable(
+                    "a transaction is starting; the GC round retries later".into(),
+                ));
+            }
+            Ok(Some(oldest)) => bound.min(oldest),
+            Ok(None) => bound,
+        };
+        let mut ranges = Vec::new();
+        for r in self.replicas() {
+            if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
+                continue;
+            }
+            let d = r.descriptor();
+            let locks = holo_raft::blocking(|| {
+                self.store()
+                    .reader()
+                    .scan_locks(&d.start_key, &d.end_key, bound, usize::MAX)
+            })?;
+            for (key, lock) in locks {
+                match resolve_lock(&kv, &lock.info(&key), Timestamp::ZERO).await? {
+                    Resolution::Resolved => {}
+                    // A live transaction below the bound: stop under it.
+                    Resolution::Alive | Resolution::Pushed(_) => bound = bound.min(lock.start_ts),
+                }
+            }
+            ranges.push(d.id);
+        }
+        Ok(Response::GcPrepared { bound, ranges })
+    }
+
+    /// Steps 1 and 2, at the meta range's leader: returns the new safe
+    /// point, or `None` when it did not move.
+    pub(crate) async fn gc_coordinate(&self) -> Result<Option<Timestamp>, KvError> {
+        let start_ts = self.timestamp().await?;
+        let ttl_ms = u64::try_from(self.config().gc_ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut bound = Timestamp::compose(start_ts.physical_ms().saturating_sub(ttl_ms), 0);
+        let current = self.cluster_gc_safe_point().await?;
+        if bound <= current {
+            return Ok(None);
+        }
+        let mut covered: BTreeSet<RangeId> = BTreeSet::new();
+        for id in self.live_nodes().into_keys() {
+            match self.call_node(id, Request::GcPrepare { bound }).await? {
+                Response::GcPrepared { bound: b, ranges } => {
+                    bound = bound.min(b);
+                    covered.extend(ranges);
+                }
+                other => {
+                    return Err(KvError::Unavailable(format!(
+                        "unexpected GC prepare answer {other:?}"
+                    )));
+                }
+            }
+        }
+        if let Some(d) = self
+            .all_descriptors()
+            .await?
+            .into_iter()
+            .find(|d| !covered.contains(&d.id))
+        {
+            return Err(KvError::Unavailable(format!(
+                "range {} had no leaseholder during the GC round",
+                d.id
+            )));
+        }
+        if bound <= current {
+            return Ok(None);
+        }
+        // Written in a transaction that started before the reads above: a
+        // concurrent round's write makes this one conflict.
+        self.meta_write(
+            vec![(
+                meta::gc_safe_point_key(),
+                Some(bound.into_inner().to_be_bytes().to_vec()),
+            )],
+            start_ts,
+        )
+        .await?;
+        Ok(Some(bound))
+    }
+
+    /// Raises the local safe point to the cluster's and removes the versions
+    /// below it in the ranges this node leads. Returns the versions removed.
+    pub(crate) async fn gc_sweep(&self) -> Result<usize, KvError> {
+        let safe_point = self.cluster_gc_safe_point().await?;
+        if safe_point == Timestamp::ZERO {
+            return Ok(0);
+        }
+        if safe_point > self.store().gc_safe_point() {
+            self.store().advance_gc_safe_point(safe_point)?;
+        }
+        let tso = NodeHandle::new_from(self);
+        let mut removed = 0;
+        for r in self.replicas() {
+            if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
+                continue;
+            }
+            let d = r.descriptor();
+            let header = RangeHeader::for_range(&d);
+            let mut from = d.start_key.clone();
+            loop {
+                let (keys, next) = holo_raft::blocking(|| {
+                    self.store()
+                        .reader()
+                        .gc_candidates(&from, &d.end_key, safe_point, GC_BATCH)
+                })?;
+                if !keys.is_empty() {
+                    let cmd = WriteCommand::Gc { keys, safe_point };
+                    let written = r.write(header, KvWrite::Command(cmd), &tso).await?;
+                    if let WriteResult::GcRemoved(n) = written.result {
+                        removed += n;
+                    }
+                }
+                match next {
+                    Some(n) => from = n,
+                    None => break,
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        self.gc_removed()
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        Ok(removed)
+    }
+}
