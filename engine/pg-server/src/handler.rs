@@ -11,7 +11,9 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::Sink;
-use holo_sql::{PreparedStatement, Session, SqlEngine, SqlError, StatementOutput, sqlstate};
+use holo_sql::{
+    PreparedStatement, Session, SqlEngine, SqlError, StatementOutput, TxnStatus, sqlstate,
+};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::cancel::DefaultCancelHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -248,12 +250,32 @@ impl SimpleQueryHandler for HoloQueryHandler {
         }
         let mut responses = Vec::with_capacity(stmts.len());
         let last = stmts.len() - 1;
+        // Like PostgreSQL, the statements of one query string form one
+        // transaction when no block is open: all of them or none. Strings
+        // with DDL or transaction control keep running statement by
+        // statement (DDL is not transactional here).
+        let implicit = last > 0
+            && session.status() == TxnStatus::Idle
+            && stmts.iter().all(|s| {
+                matches!(
+                    s,
+                    Statement::Query(_)
+                        | Statement::Insert(_)
+                        | Statement::Update(_)
+                        | Statement::Delete(_)
+                )
+            });
+        if implicit && let Err(e) = session.begin_implicit().await {
+            return Ok(vec![Response::Error(Box::new(error_info(e)))]);
+        }
+        let mut failed = false;
         for (i, stmt) in stmts.iter().enumerate() {
             let result = match run_statement(&session, Runnable::Statement(stmt), None).await {
                 // pgwire sends the responses after this returns: rows of a
-                // statement followed by others are read now, so the next
-                // statement runs after them (and not at all if they fail).
-                Ok((StatementOutput::Rows(stream), deadline)) if i < last => {
+                // statement followed by others (or inside the implicit
+                // transaction) are read now, so the next statement runs
+                // after them (and not at all if they fail).
+                Ok((StatementOutput::Rows(stream), deadline)) if i < last || implicit => {
                     collect_rows(stream, deadline)
                         .await
                         .map(|out| (out, None))
@@ -272,9 +294,13 @@ impl SimpleQueryHandler for HoloQueryHandler {
                 }
                 Err(e) => {
                     responses.push(Response::Error(Box::new(error_info(e))));
+                    failed = true;
                     break;
                 }
             }
+        }
+        if implicit && let Err(e) = session.end_implicit(!failed).await {
+            responses.push(Response::Error(Box::new(error_info(e))));
         }
         Ok(responses)
     }

@@ -620,6 +620,23 @@ impl Session {
         Ok(StatementOutput::TxnStart("BEGIN".into()))
     }
 
+    /// Opens the implicit transaction PostgreSQL wraps around the
+    /// statements of one multi-statement simple query.
+    pub async fn begin_implicit(&self) -> SqlResult<()> {
+        self.begin(&[]).await.map(|_| ())
+    }
+
+    /// Ends the implicit transaction: commits it when every statement
+    /// succeeded (`ok`), rolls it back otherwise.
+    pub async fn end_implicit(&self, ok: bool) -> SqlResult<()> {
+        if ok {
+            self.commit().await.map(|_| ())
+        } else {
+            self.rollback();
+            Ok(())
+        }
+    }
+
     async fn commit(&self) -> SqlResult<StatementOutput> {
         let state = std::mem::replace(&mut self.inner.lock().txn, TxnState::Idle);
         match state {

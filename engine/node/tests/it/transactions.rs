@@ -1220,3 +1220,45 @@ async fn session_defaults_and_unsupported_transaction_settings() {
     .await;
     c.batch_execute("ROLLBACK").await.unwrap();
 }
+
+/// The statements of one simple-query string without transaction control
+/// run as one transaction, as in PostgreSQL: an error undoes the ones
+/// before it; strings with DDL still run statement by statement.
+#[tokio::test]
+async fn a_query_string_is_one_implicit_transaction() {
+    let node = TestNode::start();
+    let c = node.client().await;
+    c.batch_execute(
+        "CREATE TABLE im (id BIGINT PRIMARY KEY, v TEXT); INSERT INTO im VALUES (1, 'a')",
+    )
+    .await
+    .unwrap();
+    let e = c
+        .batch_execute("INSERT INTO im VALUES (2, 'b'); UPDATE im SET v = 'z'; INSERT INTO im VALUES (1, 'dup')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "23505", "{e:?}");
+    assert_eq!(
+        text_rows(&c, "SELECT id, v FROM im ORDER BY id").await,
+        vec![vec![Some("1".to_string()), Some("a".to_string())]],
+        "the statements before the failing one were undone"
+    );
+    // Reads inside the string see its earlier writes; the whole string
+    // commits at its end.
+    let rows = c
+        .simple_query("INSERT INTO im VALUES (3, 'c'); SELECT count(*) FROM im")
+        .await
+        .unwrap();
+    let counts: Vec<String> = rows
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, vec!["2".to_string()]);
+    assert_eq!(
+        text_rows(&c, "SELECT count(*) FROM im").await[0][0].as_deref(),
+        Some("2")
+    );
+}
