@@ -26,6 +26,13 @@ pub fn spawn(node: &Arc<ClusterNode>) {
 /// Every `--gc-interval`: the meta range's leader advances the cluster's
 /// safe point, then every node sweeps the ranges it leads.
 async fn collect_garbage(node: Weak<ClusterNode>) {
+    // A node that was down adopts the cluster's safe point at once.
+    if let Some(n) = node.upgrade()
+        && let Ok(safe_point) = n.cluster_gc_safe_point().await
+        && let Err(e) = n.store().advance_gc_safe_point(safe_point)
+    {
+        tracing::warn!(error = %e, "adopting the cluster's GC safe point failed");
+    }
     loop {
         let Some(interval) = node.upgrade().map(|n| n.config().gc_interval) else {
             return;

@@ -5,11 +5,11 @@
 //! `--gc-interval` the node leading the meta range runs a round:
 //!
 //! 1. **Prepare**: every live node lowers the candidate `now - --gc-ttl` to
-//!    its oldest open transaction, resolves the locks below it in the ranges
-//!    it leads (a live lock lowers the bound below its transaction), and
-//!    answers its bound and the ranges it covered.
-//! 2. **Advance**: when the answers cover every range, the smallest bound
-//!    becomes the safe point (it only rises).
+//!    its oldest open transaction; then every node resolves the locks below
+//!    that bound in the ranges it leads (a live lock lowers the bound below
+//!    its transaction) and answers the spans it covered.
+//! 2. **Advance**: when the spans cover the whole keyspace, the smallest
+//!    bound becomes the safe point (it only rises).
 //!
 //! Every node then, on its own timer, raises its store's local safe point to
 //! the cluster's and sweeps the ranges it leads: `Gc` commands through Raft
@@ -17,13 +17,12 @@
 //! replica's local safe point first, so every replica refuses reads and
 //! prewrites below it from then on.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use holo_kv::KvError;
 use holo_kv::lock_resolver::{Resolution, resolve_lock};
 use holo_kv::service::{KvWrite, RangeHeader};
-use holo_storage::{RangeId, WriteCommand, WriteResult};
+use holo_storage::{WriteCommand, WriteResult};
 use holo_txn_types::Timestamp;
 
 use crate::directory::NodeHandle;
@@ -49,9 +48,15 @@ impl ClusterNode {
             .map_or(Timestamp::ZERO, |b| Timestamp::new(u64::from_be_bytes(b))))
     }
 
-    /// Step 1 at this node: the bound it allows below `bound`, and the
-    /// ranges it leads whose locks below that bound are resolved.
-    pub(crate) async fn gc_prepare(&self, bound: Timestamp) -> Result<Response, KvError> {
+    /// A prepare step at this node: the bound it allows below `bound` (its
+    /// oldest open transaction); with `resolve`, also the spans of the
+    /// ranges it leads whose locks below the bound it resolved (a live lock
+    /// lowers the bound below its transaction).
+    pub(crate) async fn gc_prepare(
+        &self,
+        bound: Timestamp,
+        resolve: bool,
+    ) -> Result<Response, KvError> {
         let kv = self.kv();
         let mut bound = match kv.active().oldest() {
             Err(()) => {
@@ -62,9 +67,16 @@ impl ClusterNode {
             Ok(Some(oldest)) => bound.min(oldest),
             Ok(None) => bound,
         };
-        let mut ranges = Vec::new();
+        let mut spans = Vec::new();
+        if !resolve {
+            return Ok(Response::GcPrepared { bound, spans });
+        }
         for r in self.replicas() {
             if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
+                continue;
+            }
+            // The store must hold everything the range committed.
+            if r.ensure_readable().await.is_err() {
                 continue;
             }
             let d = r.descriptor();
@@ -80,27 +92,27 @@ impl ClusterNode {
                     Resolution::Alive | Resolution::Pushed(_) => bound = bound.min(lock.start_ts),
                 }
             }
-            ranges.push(d.id);
+            spans.push((d.start_key, d.end_key));
         }
-        Ok(Response::GcPrepared { bound, ranges })
+        Ok(Response::GcPrepared { bound, spans })
     }
 
-    /// Steps 1 and 2, at the meta range's leader: returns the new safe
-    /// point, or `None` when it did not move.
-    pub(crate) async fn gc_coordinate(&self) -> Result<Option<Timestamp>, KvError> {
-        let start_ts = self.timestamp().await?;
-        let ttl_ms = u64::try_from(self.config().gc_ttl.as_millis()).unwrap_or(u64::MAX);
-        let mut bound = Timestamp::compose(start_ts.physical_ms().saturating_sub(ttl_ms), 0);
-        let current = self.cluster_gc_safe_point().await?;
-        if bound <= current {
-            return Ok(None);
-        }
-        let mut covered: BTreeSet<RangeId> = BTreeSet::new();
+    /// Asks every live node to prepare below `bound`; returns the lowest
+    /// bound and the spans covered.
+    async fn gc_prepare_all(
+        &self,
+        mut bound: Timestamp,
+        resolve: bool,
+    ) -> Result<(Timestamp, Vec<(Vec<u8>, Vec<u8>)>), KvError> {
+        let mut spans = Vec::new();
         for id in self.live_nodes().into_keys() {
-            match self.call_node(id, Request::GcPrepare { bound }).await? {
-                Response::GcPrepared { bound: b, ranges } => {
+            match self
+                .call_node(id, Request::GcPrepare { bound, resolve })
+                .await?
+            {
+                Response::GcPrepared { bound: b, spans: s } => {
                     bound = bound.min(b);
-                    covered.extend(ranges);
+                    spans.extend(s);
                 }
                 other => {
                     return Err(KvError::Unavailable(format!(
@@ -109,15 +121,44 @@ impl ClusterNode {
                 }
             }
         }
-        if let Some(d) = self
-            .all_descriptors()
-            .await?
-            .into_iter()
-            .find(|d| !covered.contains(&d.id))
-        {
+        Ok((bound, spans))
+    }
+
+    /// A round, at the meta range's leader: returns the new safe point, or
+    /// `None` when it did not move. First every live node lowers the bound
+    /// to its oldest open transaction (transactions starting later take
+    /// newer timestamps), then every leaseholder resolves the locks below
+    /// that bound; the safe point moves only if those ranges cover the
+    /// whole keyspace.
+    pub(crate) async fn gc_coordinate(&self) -> Result<Option<Timestamp>, KvError> {
+        let start_ts = self.timestamp().await?;
+        let ttl_ms = u64::try_from(self.config().gc_ttl.as_millis()).unwrap_or(u64::MAX);
+        let bound = Timestamp::compose(start_ts.physical_ms().saturating_sub(ttl_ms), 0);
+        let current = self.cluster_gc_safe_point().await?;
+        if bound <= current {
+            return Ok(None);
+        }
+        let (bound, _) = self.gc_prepare_all(bound, false).await?;
+        if bound <= current {
+            return Ok(None);
+        }
+        let (bound, mut spans) = self.gc_prepare_all(bound, true).await?;
+        spans.sort();
+        let mut covered_to: Option<Vec<u8>> = Some(Vec::new());
+        for (start, end) in spans {
+            let Some(to) = &covered_to else { break };
+            if start > *to {
+                break;
+            }
+            if end.is_empty() {
+                covered_to = None;
+            } else if end > *to {
+                covered_to = Some(end);
+            }
+        }
+        if let Some(to) = covered_to {
             return Err(KvError::Unavailable(format!(
-                "range {} had no leaseholder during the GC round",
-                d.id
+                "no leaseholder covered the keys from {to:02x?} during the GC round"
             )));
         }
         if bound <= current {
@@ -163,9 +204,18 @@ impl ClusterNode {
                 })?;
                 if !keys.is_empty() {
                     let cmd = WriteCommand::Gc { keys, safe_point };
-                    let written = r.write(header, KvWrite::Command(cmd), &tso).await?;
-                    if let WriteResult::GcRemoved(n) = written.result {
-                        removed += n;
+                    match r.write(header, KvWrite::Command(cmd), &tso).await {
+                        Ok(written) => {
+                            if let WriteResult::GcRemoved(n) = written.result {
+                                removed += n;
+                            }
+                        }
+                        // The range split, moved or lost its lease: the
+                        // next round sweeps it; go on with the others.
+                        Err(e) => {
+                            tracing::debug!(range = %d.id, error = %e, "GC sweep of a range stopped");
+                            break;
+                        }
                     }
                 }
                 match next {

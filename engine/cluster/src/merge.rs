@@ -238,10 +238,17 @@ impl ClusterNode {
             .propose(RaftCommand::Merge {
                 right: right.clone(),
                 nonce,
+                left_version: left.epoch.version,
             })
             .await?
         {
-            RaftResponse::Merge(Ok(merged)) => Ok(merged),
+            RaftResponse::Merge(Ok(merged)) => {
+                // Later snapshots of the range must include the absorbed
+                // span: a replica added from an older one would apply the
+                // merge without the right range's data.
+                let _ = replica.raft().trigger().snapshot().await;
+                Ok(merged)
+            }
             RaftResponse::Merge(Err(e)) => Err(replica.apply_error(e)),
             other => Err(KvError::Storage(format!(
                 "unexpected merge result {other:?}"
@@ -449,19 +456,15 @@ impl ClusterNode {
             self.node_id()
         )))?;
         let deadline = Instant::now() + FREEZE_APPLY_TIMEOUT;
-        while replica.applied_index() < index {
+        while replica.applied_index() < index || replica.frozen() != nonce {
             if Instant::now() > deadline {
                 return Err(KvError::Unavailable(format!(
-                    "the replica of range {range} on node {} did not apply the freeze in time",
+                    "the replica of range {range} on node {} did not apply the freeze of \
+                     merge attempt {nonce} in time",
                     self.node_id()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if replica.frozen() != nonce {
-            return Err(KvError::Unavailable(format!(
-                "range {range} is not frozen by merge attempt {nonce}"
-            )));
         }
         Ok(Response::Done)
     }

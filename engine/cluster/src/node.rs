@@ -488,6 +488,16 @@ impl ClusterNode {
         if let Some(r) = self.replica(range) {
             return Ok(r);
         }
+        // A range merged away here stays gone: a stale replica elsewhere
+        // must not recreate it (and overwrite the merged range's data).
+        if holo_raft::state_machine::is_tombstoned(&self.engine, range)
+            .map_err(|e| KvError::Storage(e.to_string()))?
+        {
+            return Err(KvError::RangeNotFound {
+                range_id: range,
+                node_id: self.node_id(),
+            });
+        }
         let state =
             match load_state(&self.engine, range).map_err(|e| KvError::Storage(e.to_string()))? {
                 Some(s) => s,
@@ -1221,7 +1231,7 @@ impl Handler for ClusterNode {
             }
             Request::Status => Ok(Response::Status(self.status())),
             Request::Ping => Ok(Response::Done),
-            Request::GcPrepare { bound } => self.gc_prepare(bound).await,
+            Request::GcPrepare { bound, resolve } => self.gc_prepare(bound, resolve).await,
             Request::Split { key } => {
                 self.lead_range_of(&key).await?;
                 self.split_once(key).await.map(|_| Response::Done)

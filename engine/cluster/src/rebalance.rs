@@ -242,8 +242,10 @@ impl ClusterNode {
             else {
                 continue;
             };
+            // Checked again now: the replica may have been added back and
+            // caught up meanwhile.
             if current.id == local.id
-                && current.epoch.conf_ver > local.epoch.conf_ver
+                && current.epoch.conf_ver > r.descriptor().epoch.conf_ver
                 && !current.replicas.iter().any(|x| x.node_id == self.node_id())
             {
                 tracing::info!(range = %local.id, "this node is no longer a replica; dropping it");
@@ -256,7 +258,22 @@ impl ClusterNode {
     /// Handles a membership change applied here: a node that is no longer a
     /// member (voter or learner) drops its replica and the range's data.
     pub(crate) async fn on_membership(&self, desc: &RangeDescriptor, members: &BTreeSet<u64>) {
-        if !members.contains(&self.node_id()) && !members.is_empty() {
+        if members.contains(&self.node_id()) || members.is_empty() {
+            return;
+        }
+        // The event may be stale (applied late, or replayed at startup)
+        // while this node was added back since: only the current
+        // membership decides.
+        let current = self.replica(desc.id).map(|r| {
+            r.raft()
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .nodes()
+                .any(|(id, _)| *id == self.node_id())
+        });
+        if current == Some(false) {
             tracing::info!(range = %desc.id, "removed from the range; dropping the replica");
             self.remove_local_replica(desc.id, true).await;
         }
@@ -264,9 +281,13 @@ impl ClusterNode {
 
     /// Stops and deletes the local replica of `range`; with `drop_data`,
     /// also deletes its span's data unless another local replica overlaps
-    /// it.
+    /// it or the range is frozen by a merge (its left neighbour is about to
+    /// absorb that data).
     pub(crate) async fn remove_local_replica(&self, range: RangeId, drop_data: bool) {
-        let span = self.replica(range).map(|r| r.descriptor());
+        let span = self
+            .replica(range)
+            .filter(|r| r.frozen() == 0)
+            .map(|r| r.descriptor());
         self.destroy_replica(range).await;
         let Some(desc) = span.filter(|_| drop_data) else {
             return;

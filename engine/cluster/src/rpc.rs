@@ -91,11 +91,15 @@ pub enum Request {
     Status,
     /// Are you there? (liveness probe)
     Ping,
-    /// First step of a GC round: resolve locks below `bound` in the ranges
-    /// you lead and answer the bound you allow.
+    /// A step of a GC round: answer the bound you allow below `bound`
+    /// (your oldest open transaction); with `resolve`, first resolve the
+    /// locks below it in the ranges you lead.
     GcPrepare {
         /// The candidate safe point.
         bound: Timestamp,
+        /// Resolve locks (second step) or only report open transactions
+        /// (first step).
+        resolve: bool,
     },
     /// Split the range holding `key` at `key` (sent to its leaseholder).
     Split {
@@ -201,8 +205,9 @@ pub enum Response {
     GcPrepared {
         /// The safe point the node allows.
         bound: Timestamp,
-        /// The ranges it leads whose locks below `bound` are resolved.
-        ranges: Vec<RangeId>,
+        /// Spans `[start, end)` of the ranges it leads whose locks below
+        /// `bound` are resolved (empty end = unbounded).
+        spans: Vec<(Vec<u8>, Vec<u8>)>,
     },
 }
 

@@ -140,6 +140,8 @@ struct SnapshotBlob {
     tso_high_water_ms: u64,
     frozen: u64,
     aborted_merges: Vec<u64>,
+    /// The sender's GC safe point: versions below it may be missing.
+    gc_safe_point: u64,
     entries: Vec<holo_storage::SpanEntry>,
 }
 
@@ -215,6 +217,25 @@ pub fn delete_range_state(
     };
     batch.delete_range_cf(cf, start, end);
     Ok(())
+}
+
+/// Key marking a range id as merged away for good: no replica of it is
+/// created or filled again on this node. Outside the `range id | tag`
+/// keys, so deleting a range's state keeps it.
+fn tombstone_key(range: RangeId) -> Vec<u8> {
+    let mut k = vec![0xFF, b'T'];
+    k.extend_from_slice(&range.0.to_be_bytes());
+    k
+}
+
+/// Whether `range` was merged away on this node.
+pub fn is_tombstoned(engine: &Engine, range: RangeId) -> Result<bool, AnyError> {
+    let cf = engine.cf(CF_RAFT).map_err(any)?;
+    Ok(engine
+        .db()
+        .get_cf(cf, tombstone_key(range))
+        .map_err(any)?
+        .is_some())
 }
 
 /// Ids of every range with Raft state on the engine.
@@ -387,7 +408,11 @@ impl RangeStateMachine {
                 }
                 (RaftResponse::Freeze(Ok(self.state.desc.clone())), None)
             }
-            RaftCommand::Merge { right, nonce } => match self.merge(&right, nonce, batch)? {
+            RaftCommand::Merge {
+                right,
+                nonce,
+                left_version,
+            } => match self.merge(&right, nonce, left_version, batch)? {
                 Ok(left) => (
                     RaftResponse::Merge(Ok(left.clone())),
                     Some(SmEvent::Merged {
@@ -416,6 +441,11 @@ impl RangeStateMachine {
                 "the first range cannot be merged away".into(),
             ));
         }
+        if !self.settled_voters_only() {
+            return Err(ApplyError::Invalid(
+                "the range's replicas are changing".into(),
+            ));
+        }
         self.state.frozen = nonce;
         Ok(self.state.desc.clone())
     }
@@ -424,15 +454,36 @@ impl RangeStateMachine {
     /// neighbour on the same replicas and that the attempt was not fenced,
     /// then widens the descriptor and drops the right range's Raft state
     /// (its data keys stay where they are: they now belong to this range).
+    /// Whether the membership is one settled set of voters (no change in
+    /// progress, no learners): a merge or freeze needs every replica of the
+    /// range to hold the other range's data too.
+    fn settled_voters_only(&self) -> bool {
+        let m = self.state.membership.membership();
+        m.get_joint_config().len() == 1 && m.learner_ids().next().is_none()
+    }
+
     fn merge(
         &mut self,
         right: &RangeDescriptor,
         nonce: u64,
+        left_version: u64,
         batch: &mut WriteBatch,
     ) -> SResult<Result<RangeDescriptor, ApplyError>> {
         let desc = &self.state.desc;
         if self.state.frozen != 0 {
             return Ok(Err(ApplyError::Frozen));
+        }
+        if desc.epoch.version != left_version {
+            return Ok(Err(ApplyError::Invalid(format!(
+                "range {} changed since the merge was planned",
+                desc.id
+            ))));
+        }
+        if !self.settled_voters_only() {
+            return Ok(Err(ApplyError::Invalid(format!(
+                "the replicas of range {} are changing",
+                desc.id
+            ))));
         }
         if self.state.aborted_merges.contains(&nonce) {
             return Ok(Err(ApplyError::Invalid(format!(
@@ -462,6 +513,11 @@ impl RangeStateMachine {
         left.epoch.version = desc.epoch.version.max(right.epoch.version) + 1;
         delete_range_state(batch, &self.engine, right.id)
             .map_err(StorageIOError::write_state_machine)?;
+        let cf = self
+            .engine
+            .cf(CF_RAFT)
+            .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+        batch.put_cf(cf, tombstone_key(right.id), []);
         self.state.desc = left.clone();
         Ok(Ok(left))
     }
@@ -562,6 +618,7 @@ impl RangeStateMachine {
             tso_high_water_ms: self.state.tso_high_water_ms,
             frozen: self.state.frozen,
             aborted_merges: self.state.aborted_merges.clone(),
+            gc_safe_point: self.store.gc_safe_point().into_inner(),
             entries,
         };
         let data = encode(&blob).map_err(|e| StorageIOError::read_state_machine(any(e)))?;
@@ -630,6 +687,20 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
     ) -> SResult<()> {
         let blob: SnapshotBlob = decode(snapshot.get_ref())
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
+        // A range merged away here must not be filled again (a stale
+        // replica elsewhere would overwrite the merged range's data).
+        if is_tombstoned(&self.engine, self.range)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?
+        {
+            return Err(StorageIOError::write_snapshot(
+                Some(meta.signature()),
+                AnyError::error(format!("range {} was merged away on this node", self.range)),
+            )
+            .into());
+        }
+        self.store
+            .advance_gc_safe_point(holo_txn_types::Timestamp::new(blob.gc_safe_point))
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), any(e)))?;
         let mut batch = WriteBatch::default();
         self.store
             .import_span(

@@ -54,6 +54,9 @@ pub enum RaftCommand {
         right: RangeDescriptor,
         /// The merge attempt.
         nonce: u64,
+        /// The left range's generation the merge was planned against (a
+        /// split or another merge in between voids it).
+        left_version: u64,
     },
     /// Fences a merge attempt in the left-hand range, so a late
     /// [`RaftCommand::Merge`] of it cannot apply; answers whether the merge
@@ -74,7 +77,9 @@ impl std::fmt::Display for RaftCommand {
             RaftCommand::TsoHighWater { physical_ms } => write!(f, "tso_hwm({physical_ms})"),
             RaftCommand::Freeze { nonce } => write!(f, "freeze({nonce})"),
             RaftCommand::Unfreeze { nonce } => write!(f, "unfreeze({nonce})"),
-            RaftCommand::Merge { right, nonce } => write!(f, "merge(<-{}, {nonce})", right.id),
+            RaftCommand::Merge { right, nonce, .. } => {
+                write!(f, "merge(<-{}, {nonce})", right.id)
+            }
             RaftCommand::MergeAbort { nonce, .. } => write!(f, "merge_abort({nonce})"),
         }
     }
