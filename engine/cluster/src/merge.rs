@@ -158,6 +158,14 @@ impl ClusterNode {
                 voters(&right_loc.desc)
             )));
         }
+        // Every replica must take part: with one down, the freeze would
+        // only block the right range until the attempt gives up.
+        if let Some(down) = voters(&left).into_iter().find(|v| !self.recently_seen(*v)) {
+            return Err(KvError::Aborted(format!(
+                "node {down}, a replica of ranges {} and {}, is not answering",
+                left.id, right_loc.desc.id
+            )));
+        }
         let nonce = self.timestamp().await?.into_inner();
         let frozen = self
             .call_node(
@@ -175,6 +183,19 @@ impl ClusterNode {
                 // This node's route to the right range was stale: learn
                 // from it here (the caller may be another node).
                 self.kv().cache().on_stale(right_loc.desc.id, &e);
+                // Not proposed (wrong node): nothing to undo. Otherwise the
+                // freeze may have applied: undo it now rather than leave the
+                // range frozen until its leaseholder resolves it.
+                if !matches!(
+                    e,
+                    KvError::NotLeader { .. }
+                        | KvError::RangeNotFound { .. }
+                        | KvError::EpochNotMatch { .. }
+                        | KvError::KeyNotInRange { .. }
+                ) && let Err(abort) = self.abort_merge(&right_loc.desc, nonce).await
+                {
+                    tracing::warn!(right = %right_loc.desc.id, error = %abort, "undoing an unconfirmed freeze failed");
+                }
                 return Err(e);
             }
         };
@@ -189,7 +210,12 @@ impl ClusterNode {
                     tracing::warn!(right = %right.id, error = %abort,
                         "aborting the merge failed; the range's leaseholder resolves it later");
                 }
-                return Err(e);
+                // Not retried at once: another attempt would freeze the
+                // right range again for as long.
+                return Err(KvError::Aborted(format!(
+                    "merge of ranges {} and {}: {e}",
+                    left.id, right.id
+                )));
             }
         };
         tracing::info!(left = %merged.id, right = %right.id, "merged ranges");
@@ -344,15 +370,31 @@ impl ClusterNode {
             let start_ts = self.timestamp().await?;
             let mut from = meta::descriptor_key(&merged.start_key);
             from.push(0);
-            let to = meta::descriptor_key(&merged.end_key);
-            let covered = self.meta_scan(from, to, 64).await?;
-            let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = covered
+            let own = meta::descriptor_key(&merged.end_key);
+            let mut to = own.clone();
+            to.push(0);
+            let found = self.meta_scan(from, to, 64).await?;
+            let older = |v: &[u8]| {
+                holo_raft::codec::decode::<RangeDescriptor>(v)
+                    .is_ok_and(|d| d.epoch.version < merged.epoch.version)
+            };
+            // A newer descriptor under the end key (the range changed
+            // again since): nothing to publish.
+            let newer = |v: &[u8]| {
+                holo_raft::codec::decode::<RangeDescriptor>(v).is_ok_and(|d| {
+                    let (a, b) = (d.epoch, merged.epoch);
+                    a.version > b.version
+                        || (a.version == b.version
+                            && (d.id != merged.id || a.conf_ver > b.conf_ver))
+                })
+            };
+            if found.pairs.iter().any(|(k, v)| *k == own && newer(v)) {
+                return Ok(());
+            }
+            let mut changes: Vec<(Vec<u8>, Option<Vec<u8>>)> = found
                 .pairs
                 .into_iter()
-                .filter(|(_, v)| {
-                    holo_raft::codec::decode::<RangeDescriptor>(v)
-                        .is_ok_and(|d| d.epoch.version < merged.epoch.version)
-                })
+                .filter(|(k, v)| *k != own && older(v))
                 .map(|(k, _)| (k, None))
                 .collect();
             let value =

@@ -41,6 +41,14 @@ impl Liveness {
         self.last_seen.write().insert(node, Instant::now());
     }
 
+    /// Whether `node` answered within `window`.
+    pub fn seen_within(&self, node: u64, window: Duration) -> bool {
+        self.last_seen
+            .read()
+            .get(&node)
+            .is_some_and(|t| t.elapsed() < window)
+    }
+
     /// Whether `node` has not answered for `after` (a node never heard of
     /// counts from this node's start).
     pub fn is_dead(&self, node: u64, after: Duration) -> bool {
@@ -83,6 +91,12 @@ impl ClusterNode {
         node != self.node_id() && !after.is_zero() && self.liveness().is_dead(node, after)
     }
 
+    /// Whether `node` answered a probe in the last few seconds (this node
+    /// always has).
+    pub fn recently_seen(&self, node: u64) -> bool {
+        node == self.node_id() || self.liveness().seen_within(node, Duration::from_secs(3))
+    }
+
     /// Registered nodes not considered dead.
     pub(crate) fn live_nodes(&self) -> BTreeMap<u64, holo_raft::NodeAddr> {
         self.nodes()
@@ -102,7 +116,6 @@ impl ClusterNode {
     ) -> Result<(), KvError> {
         let range = replica.id();
         let raft = replica.raft();
-        let mut voters = replica.voters();
         if let Some(id) = add {
             let addr =
                 self.nodes().get(&id).cloned().ok_or_else(|| {
@@ -119,7 +132,16 @@ impl ClusterNode {
                 .map_err(|e| {
                     KvError::Unavailable(format!("range {range}: adding learner {id}: {e}"))
                 })?;
+        }
+        // Read now: the catch-up may have taken a while.
+        let mut voters = replica.voters();
+        if let Some(id) = add {
             voters.insert(id);
+        }
+        if replica.frozen() != 0 {
+            return Err(KvError::Unavailable(format!(
+                "range {range} is being merged; its replicas stay as they are"
+            )));
         }
         if let Some(id) = remove {
             tracing::info!(%range, node = id, "removing replica");
@@ -185,8 +207,19 @@ impl ClusterNode {
             if !live.keys().any(|id| !voters.contains(id)) {
                 continue;
             }
-            tracing::warn!(range = %r.id(), node = dead, "replacing the replica of a dead node");
-            return self.change_replicas(&r, None, Some(dead)).await;
+            // The live node without a replica holding the fewest takes its
+            // place: added (and caught up) before the dead one is removed.
+            let counts = self.replica_counts().await?;
+            let Some(to) = counts
+                .iter()
+                .filter(|(id, _)| !voters.contains(id))
+                .min_by_key(|(id, c)| (**c, **id))
+                .map(|(id, _)| *id)
+            else {
+                continue;
+            };
+            tracing::warn!(range = %r.id(), node = dead, to, "replacing the replica of a dead node");
+            return self.change_replicas(&r, Some(to), Some(dead)).await;
         }
         Ok(())
     }

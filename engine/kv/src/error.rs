@@ -84,6 +84,10 @@ pub enum KvError {
     /// The service is shutting down or unreachable.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// An operation gave up and undid itself (a range merge that could
+    /// not complete); trying again later may succeed.
+    #[error("aborted: {0}")]
+    Aborted(String),
     /// An administrative request that cannot be carried out as asked (a
     /// split of the meta range, a merge of the last range).
     #[error("{0}")]

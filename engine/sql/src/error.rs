@@ -404,6 +404,10 @@ impl From<KvError> for SqlError {
             }
             KvError::Storage(m) => SqlError::new(sqlstate::IO_ERROR, format!("storage error: {m}")),
             KvError::InvalidRequest(m) => SqlError::new(sqlstate::INVALID_PARAMETER_VALUE, m),
+            KvError::Aborted(m) => {
+                SqlError::new(sqlstate::SERIALIZATION_FAILURE, format!("aborted: {m}"))
+                    .with_hint("retry the statement")
+            }
             KvError::RangeNotFound { .. }
             | KvError::EpochNotMatch { .. }
             | KvError::KeyNotInRange { .. }
