@@ -370,11 +370,6 @@ impl ClusterNode {
         &self.store
     }
 
-    /// The node's storage engine.
-    pub(crate) fn engine(&self) -> &Arc<Engine> {
-        &self.engine
-    }
-
     /// The client of other nodes' internal RPC.
     pub(crate) fn rpc_client(&self) -> &Arc<RpcClient> {
         &self.rpc
@@ -537,6 +532,36 @@ impl ClusterNode {
                     node.on_membership(&desc, &members).await;
                 }
             }
+        }
+    }
+
+    /// Deletes the data of `desc`'s span (a replica of `range` that left
+    /// this node) unless a local replica overlaps it. Replicas are not
+    /// created meanwhile: an uninitialized one (it may be receiving a
+    /// snapshot) counts as overlapping everything.
+    pub(crate) async fn delete_span_data(&self, range: RangeId, desc: &RangeDescriptor) {
+        let _guard = self.replica_lock.lock().await;
+        let overlapped = self.replicas().iter().any(|o| {
+            !o.initialized()
+                || o.descriptor()
+                    .clamp(&desc.start_key, &desc.end_key)
+                    .is_some()
+        });
+        if overlapped {
+            return;
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        let result = self
+            .store
+            .import_span(&mut batch, &desc.start_key, &desc.end_key, &[])
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.engine
+                    .write_with_sync(batch, false)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = result {
+            tracing::error!(%range, error = %e, "deleting a removed replica's data failed");
         }
     }
 

@@ -325,25 +325,6 @@ impl ClusterNode {
         let Some(desc) = span.filter(|_| drop_data) else {
             return;
         };
-        let overlapped = self.replicas().iter().any(|o| {
-            let d = o.descriptor();
-            o.initialized() && d.clamp(&desc.start_key, &desc.end_key).is_some()
-        });
-        if overlapped {
-            return;
-        }
-        let mut batch = rocksdb::WriteBatch::default();
-        let result = self
-            .store()
-            .import_span(&mut batch, &desc.start_key, &desc.end_key, &[])
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                self.engine()
-                    .write_with_sync(batch, false)
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = result {
-            tracing::error!(%range, error = %e, "deleting a removed replica's data failed");
-        }
+        self.delete_span_data(range, &desc).await;
     }
 }
