@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use holo_kv::KvError;
 
-use crate::meta::{self, META_RANGE};
+use crate::meta::META_RANGE;
 use crate::node::ClusterNode;
 
 const TICK: Duration = Duration::from_secs(1);
@@ -124,14 +124,7 @@ async fn reconcile_descriptors(node: &ClusterNode) -> Result<(), KvError> {
             continue;
         }
         let desc = r.descriptor();
-        let key = meta::descriptor_key(&desc.end_key);
-        let mut end = key.clone();
-        end.push(0);
-        let scan = node.meta_scan(key, end, 1).await?;
-        let current = scan
-            .pairs
-            .first()
-            .and_then(|(_, v)| holo_raft::codec::decode::<holo_storage::RangeDescriptor>(v).ok());
+        let current = node.meta_descriptor_ending_at(&desc.end_key).await?;
         let stale = match &current {
             None => true,
             Some(c) if c.id == desc.id => {

@@ -37,14 +37,9 @@ impl ClusterNode {
     /// The cluster's GC safe point, from the meta range (zero before the
     /// first round).
     pub async fn cluster_gc_safe_point(&self) -> Result<Timestamp, KvError> {
-        let key = meta::gc_safe_point_key();
-        let mut end = key.clone();
-        end.push(0);
-        let scan = self.meta_scan(key, end, 1).await?;
-        Ok(scan
-            .pairs
-            .first()
-            .and_then(|(_, v)| <[u8; 8]>::try_from(v.as_slice()).ok())
+        let value = self.meta_get(meta::gc_safe_point_key()).await?;
+        Ok(value
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map_or(Timestamp::ZERO, |b| Timestamp::new(u64::from_be_bytes(b))))
     }
 

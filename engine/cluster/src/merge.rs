@@ -346,14 +346,11 @@ impl ClusterNode {
     /// The descriptor of the range ending where `right` starts, from the
     /// meta range.
     async fn left_neighbour(&self, right: &RangeDescriptor) -> Result<RangeDescriptor, KvError> {
-        let key = meta::descriptor_key(&right.start_key);
-        let mut end = key.clone();
-        end.push(0);
-        let scan = self.meta_scan(key, end, 1).await?;
-        match scan.pairs.first() {
-            Some((_, v)) => {
-                holo_raft::codec::decode(v).map_err(|e| KvError::Storage(e.to_string()))
-            }
+        match self
+            .meta_get(meta::descriptor_key(&right.start_key))
+            .await?
+        {
+            Some(v) => holo_raft::codec::decode(&v).map_err(|e| KvError::Storage(e.to_string())),
             // The meta range no longer has a range ending there: the merge
             // applied and was published.
             None => {
@@ -422,10 +419,7 @@ impl ClusterNode {
 
     /// Whether `split_key` is a boundary made on request.
     pub(crate) async fn is_sticky(&self, split_key: &[u8]) -> Result<bool, KvError> {
-        let key = meta::sticky_key(split_key);
-        let mut end = key.clone();
-        end.push(0);
-        Ok(!self.meta_scan(key, end, 1).await?.pairs.is_empty())
+        Ok(self.meta_get(meta::sticky_key(split_key)).await?.is_some())
     }
 
     /// Freezes the local leader replica of `range` for merge attempt

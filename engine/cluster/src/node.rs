@@ -803,6 +803,24 @@ impl ClusterNode {
         }
     }
 
+    /// The value of `key` in the meta range, if any.
+    pub(crate) async fn meta_get(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, KvError> {
+        let mut end = key.clone();
+        end.push(0);
+        let scan = self.meta_scan(key, end, 1).await?;
+        Ok(scan.pairs.into_iter().next().map(|(_, v)| v))
+    }
+
+    /// The descriptor the meta range holds for the range ending at
+    /// `end_key` (an unreadable value counts as none).
+    pub(crate) async fn meta_descriptor_ending_at(
+        &self,
+        end_key: &[u8],
+    ) -> Result<Option<RangeDescriptor>, KvError> {
+        let value = self.meta_get(meta::descriptor_key(end_key)).await?;
+        Ok(value.and_then(|v| holo_raft::codec::decode(&v).ok()))
+    }
+
     /// Writes `changes` to the meta range in one transaction that started at
     /// `start_ts` (fails with a write conflict when a key changed since).
     pub(crate) async fn meta_write(

@@ -264,15 +264,7 @@ impl ClusterNode {
                 continue;
             }
             let local = r.descriptor();
-            let key = meta::descriptor_key(&local.end_key);
-            let mut end = key.clone();
-            end.push(0);
-            let scan = self.meta_scan(key, end, 1).await?;
-            let Some(current) = scan
-                .pairs
-                .first()
-                .and_then(|(_, v)| holo_raft::codec::decode::<RangeDescriptor>(v).ok())
-            else {
+            let Some(current) = self.meta_descriptor_ending_at(&local.end_key).await? else {
                 continue;
             };
             // Checked again now: the replica may have been added back and
