@@ -16,7 +16,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo build (binaries the multi-process tests start)"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --tests --locked
 
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

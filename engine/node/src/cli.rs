@@ -115,9 +115,22 @@ pub struct StartArgs {
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub block_cache_mib: usize,
 
-    /// Most concurrent client connections (0 = unlimited).
+    /// Most concurrent client sessions (0 = unlimited); more are refused
+    /// with FATAL 53300.
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+
+    /// Time a client has from connecting until its session is ready (SSL
+    /// negotiation, startup packet, authentication); slower handshakes are
+    /// closed (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub startup_timeout: std::time::Duration,
+
+    /// Most connections in their startup phase at once; a new connection
+    /// evicts the oldest pending one, so idle sockets cannot hold the
+    /// server.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pending_startups: u64,
 
     /// How long old row versions stay readable before garbage collection
     /// (e.g. 10m, 1h).

@@ -7,6 +7,10 @@ use clap::Parser;
 mod cli;
 mod run;
 
+/// Stack of the async worker and blocking threads (address space; only the
+/// pages a thread touches are backed by memory).
+const WORKER_STACK_BYTES: usize = 32 << 20;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     // openraft reports routine protocol races (stale votes, replication
@@ -23,8 +27,11 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // Large stacks: statement trees (bounded by holo_sql::limits) are
+    // cloned, dropped and evaluated recursively on the async workers too.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
     {
         Ok(rt) => rt,

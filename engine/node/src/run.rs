@@ -164,6 +164,8 @@ async fn serve_sql(
         engine,
         ServerOptions {
             max_connections: args.max_connections,
+            startup_timeout: args.startup_timeout,
+            max_pending_startups: usize::try_from(args.max_pending_startups).unwrap_or(usize::MAX),
         },
     )
     .await

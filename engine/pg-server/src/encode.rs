@@ -8,7 +8,7 @@ use std::time::Instant;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt, stream};
-use holo_sql::{Session, SqlError, StatementOutput, sqlstate};
+use holo_sql::{Session, SqlError, StatementOutput};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -24,15 +24,13 @@ pub fn pg_error(e: SqlError) -> PgWireError {
 
 /// The error a statement timeout raises.
 pub fn timeout_error() -> SqlError {
-    SqlError::new(
-        sqlstate::QUERY_CANCELED,
-        "canceling statement due to statement timeout",
-    )
+    holo_sql::interrupt::timed_out()
 }
 
 type RowIter = Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync>;
 
-/// Ends a row stream with a timeout error once `deadline` passes.
+/// Ends a row stream with a timeout error once `deadline` passes, and with
+/// XX000 if producing a batch panics (the connection stays up).
 struct Deadline<S> {
     inner: S,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -55,9 +53,20 @@ where
             self.expired = true;
             return Poll::Ready(Some(Err(timeout_error())));
         }
-        self.inner
-            .poll_next_unpin(cx)
-            .map(|item| item.map(|r| r.map_err(SqlError::from)))
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner.poll_next_unpin(cx)
+        }));
+        match polled {
+            Ok(poll) => poll.map(|item| item.map(|r| r.map_err(SqlError::from))),
+            Err(payload) => {
+                self.expired = true;
+                let msg = holo_sql::planner::panic_message(payload.as_ref());
+                tracing::error!(panic = %msg, "panic while producing rows");
+                Poll::Ready(Some(Err(SqlError::internal(format!(
+                    "internal error while producing rows: {msg}"
+                )))))
+            }
+        }
     }
 }
 

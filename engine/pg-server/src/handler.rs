@@ -1,6 +1,8 @@
 //! pgwire handlers: startup, simple and extended query protocol.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +12,9 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
 use datafusion::sql::sqlparser::ast::Statement;
-use futures::Sink;
+use futures::{FutureExt, Sink, StreamExt};
+use holo_sql::limits::MAX_BUFFERED_RESULT_BYTES;
+use holo_sql::session::statement_prefix;
 use holo_sql::{
     PreparedStatement, Session, SqlEngine, SqlError, StatementOutput, TxnStatus, sqlstate,
 };
@@ -28,7 +32,6 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::encode::{pg_error, response, timeout_error};
-use crate::parse::SqlParser;
 
 /// The connection's SQL session, kept in pgwire's per-connection extensions.
 pub struct SessionHandle(pub Arc<Session>);
@@ -47,43 +50,78 @@ enum Runnable<'a> {
     Prepared(&'a PreparedStatement),
 }
 
+/// Runs `work` (one statement's parse, plan or execution) under the
+/// session's statement timeout, catching a panic: a bug in one statement
+/// answers XX000 (logged with the statement's text) and fails the
+/// transaction block, and the connection and node keep serving.
+async fn guarded<T>(
+    session: &Arc<Session>,
+    text: impl FnOnce() -> String,
+    work: impl Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    let work = AssertUnwindSafe(work).catch_unwind();
+    let caught = match session.statement_timeout() {
+        Some(timeout) => match tokio::time::timeout(timeout, work).await {
+            Ok(caught) => caught,
+            Err(_) => {
+                session.fail_transaction();
+                if session.take_abandoned_commit() {
+                    // The commit was cut off midway: lock resolution
+                    // finishes it one way or the other.
+                    return Err(SqlError::new(
+                        "40003",
+                        "statement completion unknown: the statement timeout expired \
+                         while the transaction was committing",
+                    )
+                    .with_hint(
+                        "the transaction may or may not have committed; check before retrying",
+                    ));
+                }
+                return Err(timeout_error());
+            }
+        },
+        None => work.await,
+    };
+    caught.unwrap_or_else(|payload| {
+        let msg = holo_sql::planner::panic_message(payload.as_ref());
+        tracing::error!(statement = %text(), panic = %msg, "statement panicked");
+        session.fail_transaction();
+        Err(SqlError::internal(format!("internal error: {msg}")))
+    })
+}
+
 /// Runs one statement under the session's statement timeout.
 async fn run_statement(
     session: &Arc<Session>,
     what: Runnable<'_>,
     params: Option<ParamValues>,
 ) -> Result<(StatementOutput, Option<Instant>), SqlError> {
+    let interrupt = session.begin_statement();
+    let deadline = interrupt.deadline();
+    let stmt = match &what {
+        Runnable::Statement(stmt) => *stmt,
+        Runnable::Prepared(p) => &p.stmt,
+    };
     let run = async {
         match what {
             Runnable::Statement(stmt) => session.execute(stmt, params).await,
             Runnable::Prepared(p) => session.execute_prepared(p, params).await,
         }
     };
-    match session.statement_timeout() {
-        Some(timeout) => {
-            let deadline = Instant::now() + timeout;
-            match tokio::time::timeout(timeout, run).await {
-                Ok(res) => res.map(|out| (out, Some(deadline))),
-                Err(_) => {
-                    session.fail_transaction();
-                    if session.take_abandoned_commit() {
-                        // The commit was cut off midway: lock resolution
-                        // finishes it one way or the other.
-                        return Err(SqlError::new(
-                            "40003",
-                            "statement completion unknown: the statement timeout expired \
-                             while the transaction was committing",
-                        )
-                        .with_hint(
-                            "the transaction may or may not have committed; check before retrying",
-                        ));
-                    }
-                    Err(timeout_error())
-                }
-            }
-        }
-        None => run.await.map(|out| (out, None)),
+    let out = guarded(session, || statement_prefix(stmt, LOGGED_TEXT), run).await?;
+    Ok((out, deadline))
+}
+
+/// Bytes of a statement's text logged with its panic.
+const LOGGED_TEXT: usize = 512;
+
+/// The first bytes of `sql`, for logs.
+fn text_prefix(sql: &str) -> String {
+    let mut end = sql.len().min(LOGGED_TEXT);
+    while !sql.is_char_boundary(end) {
+        end -= 1;
     }
+    sql[..end].to_string()
 }
 
 /// Startup: no authentication; creates the connection's session.
@@ -119,9 +157,7 @@ impl NoopStartupHandler for HoloStartup {
 pub struct Prepared(pub PreparedStatement);
 
 /// Parses and describes statements for the extended protocol.
-pub struct HoloQueryParser {
-    parser: Arc<SqlParser>,
-}
+pub struct HoloQueryParser;
 
 fn pg_param_type(t: &Option<DataType>) -> PgWireResult<Type> {
     match t {
@@ -144,23 +180,28 @@ impl QueryParser for HoloQueryParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let session = session_of(client)?;
-        // A failed Parse fails the transaction block, as in PostgreSQL.
-        let fail = |e: SqlError| {
-            session.fail_transaction();
-            pg_error(e)
+        session.begin_statement();
+        let work = async {
+            let mut stmts = session.parse(sql).await?;
+            if stmts.len() > 1 {
+                return Err(SqlError::new(
+                    sqlstate::SYNTAX_ERROR,
+                    "cannot insert multiple commands into a prepared statement",
+                ));
+            }
+            match stmts.pop() {
+                Some(stmt) => session.prepare(stmt).await.map(Some),
+                None => Ok(None),
+            }
         };
-        let mut stmts = self.parser.parse(sql).map_err(fail)?;
-        if stmts.len() > 1 {
-            return Err(fail(SqlError::new(
-                sqlstate::SYNTAX_ERROR,
-                "cannot insert multiple commands into a prepared statement",
-            )));
+        match guarded(&session, || text_prefix(sql), work).await {
+            Ok(prepared) => Ok(prepared.map(Prepared)),
+            Err(e) => {
+                // A failed Parse fails the transaction block, as in PostgreSQL.
+                session.fail_transaction();
+                Err(pg_error(e))
+            }
         }
-        let Some(stmt) = stmts.pop() else {
-            return Ok(None);
-        };
-        let prepared = session.prepare(stmt).await.map_err(fail)?;
-        Ok(Some(Prepared(prepared)))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -224,7 +265,6 @@ fn bind_parameters(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
 
 /// Simple and extended query handling over a [`Session`].
 pub struct HoloQueryHandler {
-    parser: Arc<SqlParser>,
     query_parser: Arc<HoloQueryParser>,
 }
 
@@ -238,7 +278,8 @@ impl SimpleQueryHandler for HoloQueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let session = session_of(client)?;
-        let stmts = match self.parser.parse(query) {
+        session.begin_statement();
+        let stmts = match guarded(&session, || text_prefix(query), session.parse(query)).await {
             Ok(s) => s,
             Err(e) => {
                 session.fail_transaction();
@@ -269,6 +310,7 @@ impl SimpleQueryHandler for HoloQueryHandler {
             return Ok(vec![Response::Error(Box::new(error_info(e)))]);
         }
         let mut failed = false;
+        let mut buffered = 0usize;
         for (i, stmt) in stmts.iter().enumerate() {
             let result = match run_statement(&session, Runnable::Statement(stmt), None).await {
                 // pgwire sends the responses after this returns: rows of a
@@ -276,7 +318,7 @@ impl SimpleQueryHandler for HoloQueryHandler {
                 // transaction) are read now, so the next statement runs
                 // after them (and not at all if they fail).
                 Ok((StatementOutput::Rows(stream), deadline)) if i < last || implicit => {
-                    collect_rows(stream, deadline)
+                    collect_rows(stream, deadline, &mut buffered)
                         .await
                         .map(|out| (out, None))
                         .inspect_err(|_| session.fail_transaction())
@@ -307,14 +349,34 @@ impl SimpleQueryHandler for HoloQueryHandler {
 }
 
 /// Reads a row stream to its end (within `deadline`) into a stream over
-/// the rows in memory.
+/// the rows in memory. `buffered` counts the bytes held for the whole
+/// query string: past [`MAX_BUFFERED_RESULT_BYTES`] the statement fails
+/// with 54000 instead of holding more.
 async fn collect_rows(
-    stream: datafusion::execution::SendableRecordBatchStream,
+    mut stream: datafusion::execution::SendableRecordBatchStream,
     deadline: Option<Instant>,
+    buffered: &mut usize,
 ) -> Result<StatementOutput, SqlError> {
-    use futures::TryStreamExt;
     let schema = stream.schema();
-    let collect = stream.try_collect::<Vec<_>>();
+    let collect = async {
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            *buffered = buffered.saturating_add(batch.get_array_memory_size());
+            if *buffered > MAX_BUFFERED_RESULT_BYTES {
+                return Err(SqlError::new(
+                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    format!(
+                        "the results of a multi-statement query string exceed \
+                         {MAX_BUFFERED_RESULT_BYTES} bytes"
+                    ),
+                )
+                .with_hint("send a statement with a large result as its own query"));
+            }
+            batches.push(batch);
+        }
+        Ok(batches)
+    };
     let batches = match deadline {
         Some(d) => tokio::time::timeout_at(d.into(), collect)
             .await
@@ -382,24 +444,22 @@ impl ErrorHandler for HoloErrorHandler {
 
 /// The handler set pgwire drives for every connection.
 pub struct HoloHandlers {
-    startup: Arc<HoloStartup>,
-    query: Arc<HoloQueryHandler>,
-    cancel: Arc<DefaultCancelHandler>,
+    pub(crate) startup: Arc<HoloStartup>,
+    pub(crate) query: Arc<HoloQueryHandler>,
+    pub(crate) cancel: Arc<DefaultCancelHandler>,
 }
 
 impl HoloHandlers {
     /// Handlers over `engine`.
     pub fn new(engine: Arc<SqlEngine>) -> HoloHandlers {
         let connections = Arc::new(ConnectionManager::new());
-        let parser = Arc::new(SqlParser::new());
         HoloHandlers {
             startup: Arc::new(HoloStartup {
                 engine,
                 connections: connections.clone(),
             }),
             query: Arc::new(HoloQueryHandler {
-                parser: parser.clone(),
-                query_parser: Arc::new(HoloQueryParser { parser }),
+                query_parser: Arc::new(HoloQueryParser),
             }),
             cancel: Arc::new(DefaultCancelHandler::new(connections)),
         }

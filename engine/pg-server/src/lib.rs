@@ -4,11 +4,11 @@
 //! SQLSTATE. psql's and drivers' catalog queries are served by
 //! datafusion-pg-catalog's `pg_catalog` schema.
 
+mod connection;
 mod encode;
+pub mod frame;
 mod handler;
-mod parse;
 mod server;
 
 pub use handler::{HoloHandlers, SessionHandle};
-pub use parse::SqlParser;
 pub use server::{PgServer, ServerOptions};

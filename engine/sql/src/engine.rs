@@ -10,8 +10,9 @@ use holo_kv::{KvClient, TxnOptions};
 use crate::catalog::Catalog;
 use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_NAME};
 use crate::catalog::provider::HoloCatalogProvider;
-use crate::error::SqlResult;
+use crate::error::{SqlError, SqlResult};
 use crate::metrics::TxnMetrics;
+use crate::planner::Planner;
 use crate::session::Session;
 use crate::types::UTC;
 
@@ -48,6 +49,7 @@ pub struct SqlEngine {
     base: SessionContext,
     options: SqlOptions,
     txn_metrics: Arc<TxnMetrics>,
+    planner: Arc<Planner>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -83,12 +85,16 @@ impl SqlEngine {
             .with_default_features()
             .with_catalog_list(list as Arc<dyn CatalogProviderList>)
             .build();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let planner = Planner::new(threads)
+            .map_err(|e| SqlError::internal(format!("cannot start the planner threads: {e}")))?;
         Ok(Arc::new(SqlEngine {
             kv,
             catalog,
             base: SessionContext::new_with_state(state),
             options,
             txn_metrics: Arc::new(TxnMetrics::new()),
+            planner: Arc::new(planner),
         }))
     }
 
@@ -117,6 +123,11 @@ impl SqlEngine {
     /// its sessions.
     pub fn txn_metrics(&self) -> &Arc<TxnMetrics> {
         &self.txn_metrics
+    }
+
+    /// The pool statements are parsed and planned on.
+    pub fn planner(&self) -> &Arc<Planner> {
+        &self.planner
     }
 
     /// A new session (one per client connection).

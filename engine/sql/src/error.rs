@@ -70,6 +70,16 @@ pub mod sqlstate {
     pub const INVALID_PSTATEMENT_DEFINITION: &str = "42P14";
     /// Program limit exceeded (e.g. transaction too large).
     pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+    /// Statement too complex (nesting or chains too deep).
+    pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+    /// No such parameter (`$0`).
+    pub const UNDEFINED_PARAMETER: &str = "42P02";
+    /// Protocol violation (malformed message).
+    pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// Too many connections.
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// Invalid byte sequence for the encoding.
+    pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
     /// Out of memory / resources.
     pub const OUT_OF_MEMORY: &str = "53200";
     /// Query canceled.

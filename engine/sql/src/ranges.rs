@@ -31,13 +31,9 @@ const SHOW_FN: &str = "holo_show_ranges";
 /// other text is returned unchanged (`None`).
 pub fn rewrite(sql: &str) -> Option<String> {
     let trimmed = sql.trim().trim_end_matches(';').trim();
-    let words: Vec<&str> = trimmed.split_whitespace().collect();
-    let upper: Vec<String> = words
-        .iter()
-        .take(7)
-        .map(|w| w.to_ascii_uppercase())
-        .collect();
-    let is = |i: usize, w: &str| upper.get(i).is_some_and(|u| u == w);
+    // Only the first words decide: the text is never split in full.
+    let words: Vec<&str> = trimmed.split_whitespace().take(7).collect();
+    let is = |i: usize, w: &str| words.get(i).is_some_and(|u| u.eq_ignore_ascii_case(w));
     if is(0, "SHOW") && is(1, "RANGES") && is(2, "FROM") && is(3, "TABLE") && words.len() == 5 {
         return Some(format!("CALL {SHOW_FN}({})", quote_name(words[4])));
     }
@@ -153,7 +149,12 @@ fn row_values(row: &SqlExpr) -> Vec<SqlExpr> {
 fn placeholder(e: &SqlExpr) -> Option<usize> {
     match e {
         SqlExpr::Value(v) => match &v.value {
-            Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
+            Value::Placeholder(p) => p
+                .strip_prefix('$')?
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= crate::limits::MAX_PARAMETERS)?
+                .checked_sub(1),
             _ => None,
         },
         _ => None,

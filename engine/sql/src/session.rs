@@ -13,7 +13,6 @@ use datafusion::execution::{SendableRecordBatchStream, SessionState, SessionStat
 use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{displayable, execute_stream};
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     self, Expr as SqlExpr, ObjectType, Set, Statement, TransactionAccessMode,
     TransactionIsolationLevel, TransactionMode, Value,
@@ -30,6 +29,9 @@ use crate::engine::SqlEngine;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::exec::dml::execute_dml;
 use crate::exec::fast::{FastOutput, FastPlan};
+use crate::interrupt::Interrupt;
+use crate::interruptible::interruptible;
+use crate::planner::PlanContext;
 
 /// What a statement produced.
 pub enum StatementOutput {
@@ -256,9 +258,11 @@ fn check_isolation(modes: &[TransactionMode]) -> SqlResult<Option<bool>> {
 /// One client connection's SQL session.
 pub struct Session {
     engine: Arc<SqlEngine>,
-    state: SessionState,
+    state: Arc<SessionState>,
     slot: Arc<TxnSlot>,
     inner: Mutex<Inner>,
+    /// The running statement's cancel flag and deadline.
+    interrupt: Mutex<Arc<Interrupt>>,
     /// Set while a commit runs; left set when the commit was abandoned
     /// (statement timeout), so its outcome is reported as unknown.
     committing: std::sync::atomic::AtomicBool,
@@ -281,8 +285,9 @@ impl Session {
             .build();
         Session {
             engine,
-            state,
+            state: Arc::new(interruptible(state)),
             slot,
+            interrupt: Mutex::new(Interrupt::none()),
             inner: Mutex::new(Inner {
                 txn: TxnState::Idle,
                 vars: SETTINGS.iter().map(|(n, v)| (*n, v.to_string())).collect(),
@@ -398,6 +403,15 @@ impl Session {
             .collect::<SqlResult<_>>()?;
         ordered.sort_by_key(|(n, _)| *n);
         let count = ordered.last().map_or(0, |(n, _)| *n);
+        if count > crate::limits::MAX_PARAMETERS {
+            return Err(SqlError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "parameter ${count} exceeds the limit of {} parameters",
+                    crate::limits::MAX_PARAMETERS
+                ),
+            ));
+        }
         let mut param_types = vec![None; count];
         for (n, t) in ordered {
             if n == 0 {
@@ -427,11 +441,47 @@ impl Session {
         })
     }
 
+    /// Starts a statement: a fresh interrupt, with the statement timeout's
+    /// deadline, that parsing and planning check.
+    pub fn begin_statement(&self) -> Arc<Interrupt> {
+        let interrupt = Interrupt::new(self.statement_timeout());
+        *self.interrupt.lock() = interrupt.clone();
+        interrupt
+    }
+
+    /// The running statement's interrupt.
+    pub fn interrupt(&self) -> Arc<Interrupt> {
+        self.interrupt.lock().clone()
+    }
+
+    /// Parses `sql` on the planner pool, under the running statement's
+    /// interrupt.
+    pub async fn parse(&self, sql: &str) -> SqlResult<Vec<Statement>> {
+        crate::parse::check_query_size(sql.len())?;
+        let interrupt = self.interrupt();
+        let text = sql.to_string();
+        let job_interrupt = interrupt.clone();
+        self.engine
+            .planner()
+            .run(&interrupt, move || {
+                crate::parse::parse(&text, Some(job_interrupt))
+            })
+            .await
+    }
+
+    /// How the running statement plans: on the node's planner pool, under
+    /// its interrupt.
+    fn planning(&self) -> PlanContext {
+        PlanContext::new(
+            self.state.clone(),
+            self.engine.planner().clone(),
+            self.interrupt(),
+        )
+    }
+
+    /// Plans `stmt` logically on the planner pool.
     async fn plan(&self, stmt: &Statement) -> SqlResult<LogicalPlan> {
-        Ok(self
-            .state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
-            .await?)
+        self.planning().logical(stmt).await
     }
 
     /// Rejects statement forms outside the supported scope before planning.
@@ -878,8 +928,14 @@ impl Session {
         match plan {
             LogicalPlan::Dml(dml) => {
                 self.slot.set(Some(txn.clone()));
-                let rows =
-                    execute_dml(&self.state, txn, self.engine.catalog(), &dml, !autocommit).await;
+                let rows = execute_dml(
+                    &self.planning(),
+                    txn,
+                    self.engine.catalog(),
+                    &dml,
+                    !autocommit,
+                )
+                .await;
                 self.slot.set(None);
                 let rows = rows?;
                 if autocommit {
@@ -905,9 +961,9 @@ impl Session {
         txn: &Arc<Transaction>,
     ) -> SqlResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
         self.slot.set(Some(txn.clone()));
-        let physical = self.state.create_physical_plan(plan).await;
+        let physical = self.planning().physical(plan).await;
         self.slot.set(None);
-        Ok(physical?)
+        physical
     }
 
     fn require_autocommit(&self, autocommit: bool, what: &str) -> SqlResult<()> {
@@ -1095,9 +1151,11 @@ impl Session {
 
     /// Collects a statement's rows (for tests and internal callers).
     pub async fn query(&self, sql: &str) -> SqlResult<Vec<RecordBatch>> {
-        let stmts = parse_sql(sql)?;
+        self.begin_statement();
+        let stmts = self.parse(sql).await?;
         let mut out = Vec::new();
         for stmt in &stmts {
+            self.begin_statement();
             if let StatementOutput::Rows(mut stream) = self.execute(stmt, None).await? {
                 while let Some(batch) = stream.next().await {
                     out.push(batch?);
@@ -1108,19 +1166,43 @@ impl Session {
     }
 }
 
-/// Parses SQL text with the PostgreSQL dialect.
-pub fn parse_sql(sql: &str) -> SqlResult<Vec<Statement>> {
-    let rewritten = crate::ranges::rewrite(sql);
-    let sql = rewritten.as_deref().unwrap_or(sql);
-    Ok(datafusion::sql::sqlparser::parser::Parser::parse_sql(
-        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
-        sql,
-    )?)
+/// Collects at most `limit` bytes of formatted text, then fails the
+/// formatting so a long statement is never printed in full.
+struct Prefix {
+    text: String,
+    limit: usize,
+}
+
+impl std::fmt::Write for Prefix {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = self.limit.saturating_sub(self.text.len());
+        if s.len() <= room {
+            self.text.push_str(s);
+            return Ok(());
+        }
+        let mut end = room;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.text.push_str(&s[..end]);
+        Err(std::fmt::Error)
+    }
+}
+
+/// The first `limit` bytes of `stmt` as SQL text.
+pub fn statement_prefix(stmt: &Statement, limit: usize) -> String {
+    use std::fmt::Write;
+    let mut out = Prefix {
+        text: String::new(),
+        limit,
+    };
+    let _ = write!(out, "{stmt}");
+    out.text
 }
 
 /// A short name of the statement's kind, for messages.
 pub fn statement_kind(stmt: &Statement) -> String {
-    let text = stmt.to_string();
+    let text = statement_prefix(stmt, 64);
     let words: Vec<&str> = text.split_whitespace().take(2).collect();
     match words.as_slice() {
         [a, b] if matches!(a.to_ascii_uppercase().as_str(), "CREATE" | "DROP" | "ALTER") => {

@@ -26,6 +26,7 @@ use holo_txn_types::MutationOp;
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::planner::PlanContext;
 use crate::types::SqlType;
 
 const OLD_KEY_PREFIX: &str = "__holo_old_key_";
@@ -342,13 +343,13 @@ fn relax_values_nullability(plan: &LogicalPlan) -> SqlResult<LogicalPlan> {
 
 /// Runs `plan` and hands every batch to `f`.
 async fn for_each_batch(
-    state: &SessionState,
+    planning: &PlanContext,
     plan: &LogicalPlan,
     mut f: impl FnMut(RecordBatch) -> SqlResult<()>,
 ) -> SqlResult<()> {
     let plan = relax_values_nullability(plan)?;
-    let physical = state.create_physical_plan(&plan).await?;
-    let mut stream = execute_stream(physical, state.task_ctx())?;
+    let physical = planning.physical(&plan).await?;
+    let mut stream = execute_stream(physical, planning.state.task_ctx())?;
     while let Some(batch) = stream.next().await {
         f(batch?)?;
     }
@@ -361,12 +362,13 @@ async fn for_each_batch(
 /// the statement returns (PostgreSQL reports duplicates at once inside a
 /// transaction block); otherwise the commit that follows checks them.
 pub async fn execute_dml(
-    state: &SessionState,
+    planning: &PlanContext,
     txn: &Transaction,
     catalog: &Catalog,
     dml: &DmlStatement,
     check_now: bool,
 ) -> SqlResult<u64> {
+    let state = planning.state.as_ref();
     let entry = target_table(catalog, dml)?;
     let ncols = entry.desc.columns.len();
     let mut writes: Vec<(Vec<u8>, MutationOp)> = Vec::new();
@@ -375,7 +377,7 @@ pub async fn execute_dml(
         WriteOp::Insert(InsertOp::Append) => {
             let text = check_assignment_types(&dml.input, &entry)?;
             let validator = RowValidator::new(state, entry.clone(), text)?;
-            for_each_batch(state, &dml.input, |batch| {
+            for_each_batch(planning, &dml.input, |batch| {
                 let columns = validator.validate(batch.columns())?;
                 for (key, value) in entry.codec.encode_rows(&columns)? {
                     writes.push((key, MutationOp::Insert(value)));
@@ -396,7 +398,7 @@ pub async fn execute_dml(
             let plan = with_old_keys(&dml.input, &entry)?;
             let mut deletes = Vec::new();
             let mut puts = Vec::new();
-            for_each_batch(state, &plan, |batch| {
+            for_each_batch(planning, &plan, |batch| {
                 let columns = validator.validate(&batch.columns()[..ncols])?;
                 update_writes(
                     &entry,
@@ -426,7 +428,7 @@ pub async fn execute_dml(
                         .ok_or_else(|| SqlError::internal("DELETE input lacks a key column"))
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
-            for_each_batch(state, &dml.input, |batch| {
+            for_each_batch(planning, &dml.input, |batch| {
                 let pk: Vec<ArrayRef> = pk_positions
                     .iter()
                     .map(|&i| batch.column(i).clone())
