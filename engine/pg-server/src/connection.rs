@@ -11,12 +11,10 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use futures::{FutureExt, SinkExt};
-use pgwire::api::{ClientInfo, NoopHandler, PgWireConnectionState};
+use pgwire::api::{ClientInfo, DefaultClient, NoopHandler, PgWireConnectionState};
 use pgwire::error::{ErrorInfo, PgWireError};
-use pgwire::tokio::server::{
-    MaybeTls, PgWireMessageServerCodec, negotiate_tls, process_error, process_message,
-};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Framed};
 
@@ -191,7 +189,9 @@ async fn startup(
 ) -> Result<Option<Box<dyn Send>>, Ended> {
     let mut acquire = Some(acquire);
     let mut slot = None;
+    let mut encryption_requests = 0;
     loop {
+        socket.flush().await?;
         match socket.state() {
             PgWireConnectionState::AwaitingStartup => {
                 fill(socket.get_mut(), buf, 4).await?;
@@ -205,6 +205,22 @@ async fn startup(
                     Ok(kind) => kind,
                     Err(e) => return reject(socket, &e, false).await.map(|_| None),
                 };
+                if kind == Startup::Encryption {
+                    // No TLS or GSSAPI encryption here: refuse, and the
+                    // client goes on in plain text (at most SSL then GSS).
+                    encryption_requests += 1;
+                    if encryption_requests > 2 {
+                        let e = FrameError {
+                            code: holo_sql::sqlstate::PROTOCOL_VIOLATION,
+                            message: "too many encryption requests".into(),
+                            fatal: true,
+                        };
+                        return reject(socket, &e, false).await.map(|_| None);
+                    }
+                    buf.advance(4 + body);
+                    socket.get_mut().write_all(b"N").await?;
+                    continue;
+                }
                 if kind == Startup::Start {
                     let Some(acquire) = acquire.take() else {
                         return Ok(None);
@@ -274,11 +290,14 @@ pub async fn serve(tcp: TcpStream, handlers: Arc<HoloHandlers>, admission: Admis
         started,
     } = admission;
     let handshake = async {
-        let mut socket = match negotiate_tls(tcp, None).await? {
-            Some(socket) => socket,
-            None => return Ok(None),
-        };
-        let mut buf = socket.read_buffer_mut().split();
+        let peer = tcp.peer_addr()?;
+        tcp.set_nodelay(true)?;
+        let mut socket = Framed::new(
+            MaybeTls::Plain(tcp),
+            PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
+        );
+        socket.set_state(PgWireConnectionState::AwaitingStartup);
+        let mut buf = BytesMut::new();
         let slot = startup(&mut socket, &handlers, &mut buf, acquire).await?;
         Ok::<_, Ended>(slot.map(|slot| (socket, buf, slot)))
     };

@@ -320,6 +320,8 @@ pub enum Startup {
     Start,
     /// A CancelRequest.
     Cancel,
+    /// An SSLRequest or GSSENCRequest (answered `N`: no encryption).
+    Encryption,
 }
 
 /// Checks a startup-phase length (including itself).
@@ -346,9 +348,13 @@ pub fn check_startup(body: &[u8]) -> Result<Startup, FrameError> {
         };
     }
     if code == SSL_REQUEST_CODE || code == GSSENC_REQUEST_CODE {
-        return Err(FrameError::fatal(
-            "encryption was already negotiated or refused on this connection",
-        ));
+        return if body.len() == 4 {
+            Ok(Startup::Encryption)
+        } else {
+            Err(FrameError::fatal(
+                "invalid length of encryption request packet",
+            ))
+        };
     }
     if code >> 16 != PROTOCOL_3 >> 16 {
         return Err(FrameError::fatal(format!(

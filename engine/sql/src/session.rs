@@ -155,21 +155,27 @@ fn value_text(expr: &SqlExpr) -> String {
     }
 }
 
-/// Parses a PostgreSQL duration setting (`5000`, `'5s'`, `'250ms'`, `'1min'`).
+/// Largest timeout setting in milliseconds, as in PostgreSQL (`INT_MAX`).
+const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+
+/// Parses a PostgreSQL duration setting (`5000`, `'5s'`, `'250ms'`,
+/// `'1min'`, `'2h'`, `'1d'`); `None` when malformed or above
+/// 2147483647 ms.
 pub fn parse_duration_setting(v: &str) -> Option<Duration> {
     let v = v.trim().to_ascii_lowercase();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let n: u64 = num.parse().ok()?;
     let ms = match unit.trim() {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "min" => n * 60_000,
-        "h" => n * 3_600_000,
-        "us" => n / 1000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
+        "" | "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        "us" => Some(n / 1000),
+        _ => None,
+    }?;
+    (ms <= MAX_TIMEOUT_MS).then(|| Duration::from_millis(ms))
 }
 
 fn is_utc(v: &str) -> bool {
@@ -595,6 +601,13 @@ impl Session {
         planned: Option<&Planned>,
         params: Option<ParamValues>,
     ) -> SqlResult<StatementOutput> {
+        // Fault injection: `FAILPOINTS=sql::statement=return(MARKER)` makes
+        // every statement whose text contains MARKER panic.
+        if let Some(Some(marker)) = fail::eval("sql::statement", |arg| arg)
+            && statement_prefix(stmt, 4096).contains(&marker)
+        {
+            panic!("failpoint sql::statement: the statement contains {marker}");
+        }
         match stmt {
             Statement::StartTransaction { modes, .. } => return self.begin(modes).await,
             Statement::Commit { chain: false, .. } => return self.commit().await,
@@ -1036,7 +1049,11 @@ impl Session {
                         return Err(SqlError::new(
                             sqlstate::INVALID_PARAMETER_VALUE,
                             format!("invalid value for parameter \"{name}\": \"{value}\""),
-                        ));
+                        )
+                        .with_hint(format!(
+                            "give a number of milliseconds from 0 to {MAX_TIMEOUT_MS}, or one with \
+                             a unit (us, ms, s, min, h, d)"
+                        )));
                     }
                     "server_version"
                     | "server_version_num"

@@ -3,6 +3,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::wire::startup_packet;
 use crate::{TestNode, expect_error, text_rows};
 
 #[tokio::test]
@@ -71,19 +72,6 @@ async fn send_and_drain(addr: &str, bytes: &[u8]) {
     let _ = s.write_all(bytes).await;
     let mut buf = [0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await;
-}
-
-fn startup_packet() -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608u32.to_be_bytes());
-    for kv in ["user", "postgres", "database", "holo"] {
-        body.extend_from_slice(kv.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut pkt = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    pkt.extend(body);
-    pkt
 }
 
 #[tokio::test]

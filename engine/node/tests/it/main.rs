@@ -8,8 +8,10 @@ mod dml;
 mod durability;
 mod errors;
 mod fastpath;
+mod hostile;
 mod protocol;
 mod transactions;
+mod wire;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,7 +29,7 @@ pub struct TestNode {
     _tmp: Option<TempDir>,
 }
 
-fn spawn(dir: &Path) -> (Child, String) {
+fn spawn(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_holo-fusion"))
         .args([
             "start",
@@ -37,7 +39,9 @@ fn spawn(dir: &Path) -> (Child, String) {
             "--data-dir",
         ])
         .arg(dir)
+        .args(extra)
         .env("HOLO_LOG", "warn")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -98,9 +102,15 @@ pub async fn connect(addr: &str) -> Client {
 impl TestNode {
     /// Starts a node on a fresh data directory.
     pub fn start() -> TestNode {
+        TestNode::start_with(&[], &[])
+    }
+
+    /// Starts a node on a fresh data directory with extra flags and
+    /// environment variables.
+    pub fn start_with(extra: &[&str], envs: &[(&str, &str)]) -> TestNode {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let (child, addr) = spawn(&dir);
+        let (child, addr) = spawn(&dir, extra, envs);
         TestNode {
             child: Some(child),
             addr,
@@ -120,7 +130,7 @@ impl TestNode {
     /// Starts the process again on the same data directory.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, addr) = spawn(&self.dir);
+        let (child, addr) = spawn(&self.dir, &[], &[]);
         self.child = Some(child);
         self.addr = addr;
     }
