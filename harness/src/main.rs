@@ -7,6 +7,7 @@
 
 mod compare;
 mod error;
+mod fuzz;
 mod html;
 mod metrics;
 mod params;
@@ -36,6 +37,14 @@ use crate::target::{Target, TargetOptions, TargetSpec};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FuzzKind {
+    /// Protocol messages.
+    Wire,
+    /// SQL statements.
+    Sql,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -87,6 +96,37 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Fuzz a server: protocol messages (wire) or SQL statements (sql).
+    /// Exits 2 on a crash, a hang past 10 s, a connection dropped without
+    /// an ErrorResponse or a changed probe table.
+    Fuzz {
+        /// wire or sql.
+        #[arg(value_enum)]
+        kind: FuzzKind,
+        /// embedded (default), docker, postgres, or a postgres:// URL.
+        #[arg(long, default_value = "embedded")]
+        target: String,
+        /// Nodes of an embedded or docker cluster (more than one: a client
+        /// on another node writes throughout and must see no failure).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Total time, split over the seeds (e.g. 60s).
+        #[arg(long, default_value = "60s")]
+        duration: String,
+        /// A seed (repeatable); default 1 when none is given.
+        #[arg(long = "seed")]
+        seeds: Vec<u64>,
+        /// Also run one random seed (printed).
+        #[arg(long)]
+        random_seed: bool,
+        /// SQL fuzzer: run every statement on a private PostgreSQL too and
+        /// report where the classes of the answers differ.
+        #[arg(long)]
+        vs_postgres: bool,
+        /// The holo-fusion binary (default: next to the harness).
+        #[arg(long)]
+        node_binary: Option<PathBuf>,
     },
     /// Compare two reports.
     Compare {
@@ -187,6 +227,38 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, HarnessError> {
                 quiet,
             };
             run(args).await
+        }
+        Command::Fuzz {
+            kind,
+            target,
+            nodes,
+            duration,
+            seeds,
+            random_seed,
+            vs_postgres,
+            node_binary,
+        } => {
+            let duration = parse_duration(&duration).map_err(|r| HarnessError::Flag {
+                flag: "duration".into(),
+                reason: r,
+            })?;
+            let fixed = if seeds.is_empty() { vec![1] } else { seeds };
+            let args = fuzz::FuzzArgs {
+                sql: matches!(kind, FuzzKind::Sql),
+                duration,
+                seeds: fuzz::seeds(&fixed, random_seed),
+                vs_postgres,
+            };
+            let target = Target::start(
+                &TargetSpec::parse(&target)?,
+                &TargetOptions {
+                    nodes,
+                    node_binary,
+                    sync_writes: true,
+                },
+            )
+            .await?;
+            fuzz::run(&target, &args).await
         }
         Command::Compare { a, b, threshold } => {
             let ra = Report::read(&a)?;

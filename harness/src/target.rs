@@ -155,6 +155,23 @@ impl Target {
         self.info.flavor = flavor;
     }
 
+    /// The connection config of node `i % nodes`.
+    pub fn config(&self, i: usize) -> tokio_postgres::Config {
+        self.configs[i % self.configs.len()].clone()
+    }
+
+    /// The `host:port` of node `i % nodes`, for raw TCP clients.
+    pub fn address(&self, i: usize) -> Option<String> {
+        let c = &self.configs[i % self.configs.len()];
+        let host = match c.get_hosts().first()? {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => return None,
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        Some(format!("{host}:{port}"))
+    }
+
     /// Connects to node `i % nodes`, retrying for up to 30 s.
     pub async fn connect(&self, i: usize) -> Result<Client, HarnessError> {
         let config = &self.configs[i % self.configs.len()];

@@ -324,10 +324,18 @@ impl RangeReplica {
         tso: &dyn TimestampOracle,
     ) -> Result<WriteResponse> {
         self.check(&header)?;
-        self.require_quorum()?;
+        self.require_quorum().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let _latch = self.latches.acquire_for(&write).await;
         let (cmd, commit_ts) = prepare_write(write, tso).await?;
+        let bytes = cmd.payload_bytes();
+        if bytes > holo_raft::MAX_COMMAND_BYTES {
+            return Err(KvError::TxnTooLarge(format!(
+                "one write of {bytes} bytes exceeds the limit of {} bytes for a replicated \
+                 entry (a single row cannot be larger)",
+                holo_raft::MAX_COMMAND_BYTES
+            )));
+        }
         self.store.check_write_safe_point(&cmd)?;
         match self.propose(RaftCommand::Write(cmd)).await? {
             RaftResponse::Write(Ok(result)) => Ok(WriteResponse { result, commit_ts }),
@@ -340,9 +348,18 @@ impl RangeReplica {
 
     /// Refuses a write up front when the leader has not heard from a quorum
     /// for longer than an election timeout: it would not commit.
-    fn require_quorum(&self) -> Result<()> {
-        let m = self.raft.metrics();
-        let m = m.borrow();
+    async fn require_quorum(&self) -> Result<()> {
+        // A leader just elected (or a range just split off) has heard from
+        // no one yet: wait for its first acknowledgements instead of
+        // refusing the write.
+        let mut rx = self.raft.metrics();
+        if rx.borrow().millis_since_quorum_ack.is_none() {
+            let first_ack = rx.wait_for(|m| {
+                m.millis_since_quorum_ack.is_some() || m.state != ServerState::Leader
+            });
+            let _ = tokio::time::timeout(Duration::from_millis(8 * self.lease_ms), first_ack).await;
+        }
+        let m = rx.borrow();
         if m.state != ServerState::Leader
             || m.current_leader != Some(self.node_id)
             || self.transferring_to.load(Ordering::SeqCst) != 0

@@ -43,6 +43,7 @@ pub enum Request {
         /// The message kind.
         kind: RaftRpcKind,
         /// The encoded openraft request.
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Read one key at the leaseholder.
@@ -59,8 +60,10 @@ pub enum Request {
         /// Addressed range.
         header: RangeHeader,
         /// First key.
+        #[serde(with = "serde_bytes")]
         start: Vec<u8>,
         /// End key (exclusive, empty = range end).
+        #[serde(with = "serde_bytes")]
         end: Vec<u8>,
         /// Timestamp and bypassed locks.
         read: ReadOptions,
@@ -176,7 +179,7 @@ pub enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     /// Encoded answer of a Raft message.
-    Raft(Vec<u8>),
+    Raft(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A read value.
     Get(Option<Vec<u8>>),
     /// Scanned pairs.
@@ -207,6 +210,7 @@ pub enum Response {
         bound: Timestamp,
         /// Spans `[start, end)` of the ranges it leads whose locks below
         /// `bound` are resolved (empty end = unbounded).
+        #[serde(with = "holo_txn_types::bytes::pairs")]
         spans: Vec<(Vec<u8>, Vec<u8>)>,
     },
 }

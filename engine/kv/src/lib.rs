@@ -29,6 +29,7 @@ pub mod txn;
 
 pub use client::KvClient;
 pub use error::{KvError, Result};
+pub use holo_storage::blocking;
 pub use node::LocalNode;
 pub use tso::{LocalTso, TimestampOracle};
 pub use txn::{CommitInfo, Transaction, TxnOptions};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::StreamExt;
 use holo_storage::{ReadOptions, WriteCommand};
 use holo_txn_types::{KeyError, Mutation, MutationOp, Timestamp};
 use parking_lot::Mutex;
@@ -23,11 +23,16 @@ pub struct TxnOptions {
     pub lock_ttl_ms: u64,
     /// Largest total size of buffered writes, in bytes.
     pub max_txn_bytes: usize,
-    /// Largest number of keys committed in one command (one-phase commit
-    /// or one prewrite batch).
+    /// Largest number of keys in one command (a one-phase commit, or one
+    /// prewrite, commit or rollback batch).
     pub max_batch_keys: usize,
-    /// Largest payload of one command, in bytes.
+    /// Largest payload of one command, in bytes. Every command is one Raft
+    /// entry: this keeps entries small enough to replicate within one
+    /// heartbeat and to apply in a fraction of a second (the replicas refuse
+    /// commands over 4 MiB).
     pub max_batch_bytes: usize,
+    /// Most commands of one transaction in flight at once.
+    pub max_inflight_batches: usize,
 }
 
 impl Default for TxnOptions {
@@ -35,10 +40,41 @@ impl Default for TxnOptions {
         TxnOptions {
             lock_ttl_ms: 3_000,
             max_txn_bytes: 512 << 20,
-            max_batch_keys: 65_536,
-            max_batch_bytes: 16 << 20,
+            max_batch_keys: 4_096,
+            max_batch_bytes: 256 << 10,
+            max_inflight_batches: 4,
         }
     }
+}
+
+/// Number of items above which an in-memory pass over a transaction's
+/// writes runs off the async workers.
+pub const LARGE_PASS: usize = 4_096;
+
+/// Cuts `items` (already in one range) into batches of at most `max_keys`
+/// items and `max_bytes` bytes (an item larger than `max_bytes` goes alone).
+fn cut<T>(
+    items: Vec<T>,
+    max_keys: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let n = size(&item);
+        if !batch.is_empty() && (batch.len() >= max_keys || bytes + n > max_bytes) {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += n;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
 }
 
 /// Test hook: milliseconds every two-phase commit of the process sleeps
@@ -379,11 +415,20 @@ impl Transaction {
     }
 
     async fn commit_buffer(&self, buffer: Buffer) -> Result<CommitInfo> {
-        let mutations: Vec<Mutation> = buffer
-            .writes
-            .into_iter()
-            .map(|(key, op)| Mutation { key, op })
-            .collect();
+        let large = buffer.writes.len() > LARGE_PASS;
+        let collect = || -> Vec<Mutation> {
+            buffer
+                .writes
+                .into_iter()
+                .map(|(key, op)| Mutation { key, op })
+                .collect()
+        };
+        // A large buffer takes a while to walk: off the async workers.
+        let mutations = if large {
+            holo_storage::blocking(collect)
+        } else {
+            collect()
+        };
         let keys = mutations.len();
         if keys == 0 {
             return Ok(CommitInfo {
@@ -485,20 +530,12 @@ impl Transaction {
             .await?;
         let mut out = Vec::new();
         for (loc, muts) in groups {
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            for m in muts {
-                if !batch.is_empty()
-                    && (batch.len() >= self.options.max_batch_keys
-                        || bytes + m.size() > self.options.max_batch_bytes)
-                {
-                    out.push((loc.clone(), std::mem::take(&mut batch)));
-                    bytes = 0;
-                }
-                bytes += m.size();
-                batch.push(m);
-            }
-            if !batch.is_empty() {
+            for batch in cut(
+                muts,
+                self.options.max_batch_keys,
+                self.options.max_batch_bytes,
+                Mutation::size,
+            ) {
                 out.push((loc.clone(), batch));
             }
         }
@@ -563,12 +600,51 @@ impl Transaction {
         .await
     }
 
-    /// Sends `make(keys of one range)` to every range holding `keys`,
-    /// regrouping and resending after stale routes.
+    /// Sends `make(keys)` for every batch of `keys` (cut per range and to
+    /// the command limits, a bounded number in flight), regrouping and
+    /// resending after stale routes.
     async fn keys_command(
         &self,
         keys: Vec<Vec<u8>>,
         make: impl Fn(Vec<Vec<u8>>) -> WriteCommand,
+    ) -> Result<()> {
+        let batches = if keys.len() > LARGE_PASS {
+            holo_storage::blocking_future(self.key_batches(keys)).await?
+        } else {
+            self.key_batches(keys).await?
+        };
+        let make = &make;
+        let mut sends = futures::stream::iter(
+            batches
+                .into_iter()
+                .map(|keys| self.keys_batch_command(keys, make)),
+        )
+        .buffer_unordered(self.options.max_inflight_batches.max(1));
+        while let Some(result) = sends.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// `keys` grouped by range and cut to the command limits.
+    async fn key_batches(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Vec<Vec<u8>>>> {
+        let mut out = Vec::new();
+        for (_, group) in self.client.group_by_range(keys, |k| k.as_slice()).await? {
+            out.extend(cut(
+                group,
+                self.options.max_batch_keys,
+                self.options.max_batch_bytes,
+                Vec::len,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Sends `make(keys)` for one batch, regrouping after stale routes.
+    async fn keys_batch_command(
+        &self,
+        keys: Vec<Vec<u8>>,
+        make: &impl Fn(Vec<Vec<u8>>) -> WriteCommand,
     ) -> Result<()> {
         let mut pending = vec![keys];
         let mut attempt = 0;
@@ -616,18 +692,29 @@ impl Transaction {
         let primary = mutations[0].key.clone();
         let ttl = self.lock_ttl(bytes);
         let txn_size = mutations.len() as u64;
-        let all_keys: Vec<Vec<u8>> = mutations.iter().map(|m| m.key.clone()).collect();
-        let mut batches = self.batches(mutations).await?;
+        let cut = async {
+            let all_keys: Vec<Vec<u8>> = mutations.iter().map(|m| m.key.clone()).collect();
+            self.batches(mutations).await.map(|b| (all_keys, b))
+        };
+        // Walking a large write set takes a while: off the async workers.
+        let (all_keys, mut batches) = if txn_size as usize > LARGE_PASS {
+            holo_storage::blocking_future(cut).await?
+        } else {
+            cut.await?
+        };
         // The batch holding the primary goes first: once a secondary lock
         // exists, its primary lock exists too.
         let first = batches.remove(0);
         let prewrite = async {
             self.prewrite_batch(first.1, &primary, ttl, txn_size)
                 .await?;
-            let rest = batches
-                .into_iter()
-                .map(|(_, muts)| self.prewrite_batch(muts, &primary, ttl, txn_size));
-            for res in join_all(rest).await {
+            let mut rest = futures::stream::iter(
+                batches
+                    .into_iter()
+                    .map(|(_, muts)| self.prewrite_batch(muts, &primary, ttl, txn_size)),
+            )
+            .buffer_unordered(self.options.max_inflight_batches.max(1));
+            while let Some(res) = rest.next().await {
                 res?;
             }
             Ok::<(), KvError>(())

@@ -18,17 +18,20 @@ pub mod types;
 
 pub use types::{NodeAddr, RaftCommand, RaftResponse, TypeConfig};
 
+/// Bytes of log entries one AppendEntries carries at most (it always
+/// carries at least one entry). openraft gives every AppendEntries the
+/// heartbeat interval as its time limit, so a message must be small enough
+/// to be encoded, sent and synced by a follower well within it; a larger
+/// backlog goes out as several messages.
+pub const MAX_APPEND_BYTES: usize = 512 << 10;
+
+/// Bytes of keys and values one replicated write may carry (a larger one is
+/// refused with 54000 before it is proposed). Transaction clients cut their
+/// writes into commands of 256 KiB (`holo_kv::TxnOptions`); only a single
+/// row bigger than this meets the limit.
+pub const MAX_COMMAND_BYTES: usize = 4 << 20;
+
 /// A range's Raft handle.
 pub type RangeRaft = openraft::Raft<TypeConfig>;
 
-/// Runs blocking storage work (RocksDB writes and fsyncs) from async code
-/// without stalling the runtime's other tasks: on a multi-threaded runtime
-/// the worker hands its other tasks off while `f` runs.
-pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
+pub use holo_storage::blocking;

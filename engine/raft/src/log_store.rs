@@ -120,6 +120,35 @@ impl RangeLogStore {
     }
 }
 
+impl RangeLogStore {
+    /// Entries `[start, end)` in order; with a `budget`, stops after the
+    /// entry that reaches it (so at least one entry is returned).
+    fn read_entries(
+        &self,
+        start: u64,
+        end: Option<u64>,
+        budget: Option<usize>,
+    ) -> Result<Vec<Entry<TypeConfig>>, AnyError> {
+        let cf = self.engine.cf(CF_RAFT).map_err(any)?;
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(log_key(self.range, end.unwrap_or(u64::MAX)));
+        let mut it = self.engine.db().raw_iterator_cf_opt(cf, opts);
+        it.seek(log_key(self.range, start));
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some((_, v)) = it.item() {
+            bytes += v.len();
+            out.push(decode(v).map_err(any)?);
+            if budget.is_some_and(|b| bytes >= b) {
+                break;
+            }
+            it.next();
+        }
+        it.status().map_err(any)?;
+        Ok(out)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for RangeLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -135,21 +164,20 @@ impl RaftLogReader<TypeConfig> for RangeLogStore {
             Bound::Excluded(i) => Some(*i),
             Bound::Unbounded => None,
         };
-        let read = || -> Result<Vec<Entry<TypeConfig>>, AnyError> {
-            let cf = self.engine.cf(CF_RAFT).map_err(any)?;
-            let mut opts = rocksdb::ReadOptions::default();
-            opts.set_iterate_upper_bound(log_key(self.range, end.unwrap_or(u64::MAX)));
-            let mut it = self.engine.db().raw_iterator_cf_opt(cf, opts);
-            it.seek(log_key(self.range, start));
-            let mut out = Vec::new();
-            while let Some((_, v)) = it.item() {
-                out.push(decode(v).map_err(any)?);
-                it.next();
-            }
-            it.status().map_err(any)?;
-            Ok(out)
-        };
-        read().map_err(|e| StorageIOError::read_logs(e).into())
+        self.read_entries(start, end, None)
+            .map_err(|e| StorageIOError::read_logs(e).into())
+    }
+
+    /// The entries replication sends: a prefix of `[start, end)` of at most
+    /// [`MAX_APPEND_BYTES`](crate::MAX_APPEND_BYTES) (at least one entry),
+    /// so one AppendEntries stays small whatever the backlog.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> SResult<Vec<Entry<TypeConfig>>> {
+        self.read_entries(start, Some(end), Some(crate::MAX_APPEND_BYTES))
+            .map_err(|e| StorageIOError::read_logs(e).into())
     }
 }
 

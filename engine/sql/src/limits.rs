@@ -13,11 +13,17 @@ pub const MAX_PARAMETERS: usize = 65_535;
 /// chains of binary operators or set operations (`1 + 1 + ...`,
 /// `a OR b OR ...`, `UNION ALL` chains), which parse into trees as deep as
 /// they are long.
-pub const MAX_EXPR_DEPTH: usize = 1_000;
+pub const MAX_EXPR_DEPTH: usize = 512;
 
 /// Deepest nesting of sub-expressions, sub-queries and table factors the
 /// parser descends into (54001 above it).
 pub const MAX_PARSE_NESTING: usize = 1_000;
+
+/// Deepest nesting of subquery expressions (scalar subqueries, `IN
+/// (SELECT ...)`, `EXISTS`): DataFusion's planning time doubles with every
+/// level (54001 above it). Derived tables (`FROM (SELECT ...)`) are not
+/// counted.
+pub const MAX_SUBQUERY_NESTING: usize = 8;
 
 /// Parser work per token: a statement whose parse backtracks more than this
 /// (exponential blow-ups) is refused with 54001.

@@ -25,6 +25,7 @@ pub enum WriteCommand {
         /// The changes, each in this range.
         mutations: Vec<Mutation>,
         /// The transaction's primary key (may live in another range).
+        #[serde(with = "serde_bytes")]
         primary: Vec<u8>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -36,6 +37,7 @@ pub enum WriteCommand {
     /// Commit prewritten `keys` at `commit_ts`.
     Commit {
         /// Keys to commit.
+        #[serde(with = "holo_txn_types::bytes::list")]
         keys: Vec<Vec<u8>>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -45,6 +47,7 @@ pub enum WriteCommand {
     /// Roll back `keys` of a transaction.
     Rollback {
         /// Keys to roll back.
+        #[serde(with = "holo_txn_types::bytes::list")]
         keys: Vec<Vec<u8>>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -61,6 +64,7 @@ pub enum WriteCommand {
     /// Decide a transaction through its primary key.
     CheckTxnStatus {
         /// The primary key (in this range).
+        #[serde(with = "serde_bytes")]
         primary: Vec<u8>,
         /// The transaction's start timestamp.
         lock_ts: Timestamp,
@@ -75,6 +79,7 @@ pub enum WriteCommand {
     /// on `keys`.
     ResolveLocks {
         /// Keys holding the transaction's locks.
+        #[serde(with = "holo_txn_types::bytes::list")]
         keys: Vec<Vec<u8>>,
         /// The transaction's start timestamp.
         start_ts: Timestamp,
@@ -85,17 +90,43 @@ pub enum WriteCommand {
     /// spans no transaction will read again (the data of a dropped table).
     ClearRange {
         /// Inclusive start (raw key).
+        #[serde(with = "serde_bytes")]
         start: Vec<u8>,
         /// Exclusive end (raw key, non-empty).
+        #[serde(with = "serde_bytes")]
         end: Vec<u8>,
     },
     /// Garbage-collect versions below `safe_point` on `keys`.
     Gc {
         /// Keys to collect.
+        #[serde(with = "holo_txn_types::bytes::list")]
         keys: Vec<Vec<u8>>,
         /// The safe point.
         safe_point: Timestamp,
     },
+}
+
+impl WriteCommand {
+    /// Bytes of keys and values the command carries (its encoded size,
+    /// give or take a few bytes per key).
+    pub fn payload_bytes(&self) -> usize {
+        let keys = |keys: &[Vec<u8>]| keys.iter().map(|k| k.len() + 2).sum::<usize>();
+        let mutations = |m: &[Mutation]| m.iter().map(|m| m.size() + 4).sum::<usize>();
+        match self {
+            WriteCommand::Prewrite {
+                mutations: m,
+                primary,
+                ..
+            } => mutations(m) + primary.len(),
+            WriteCommand::OnePc { mutations: m, .. } => mutations(m),
+            WriteCommand::Commit { keys: k, .. }
+            | WriteCommand::Rollback { keys: k, .. }
+            | WriteCommand::ResolveLocks { keys: k, .. }
+            | WriteCommand::Gc { keys: k, .. } => keys(k),
+            WriteCommand::CheckTxnStatus { primary, .. } => primary.len(),
+            WriteCommand::ClearRange { start, end } => start.len() + end.len(),
+        }
+    }
 }
 
 /// The outcome of a successful command.

@@ -17,6 +17,7 @@
 //! `store` (the range-addressed API).
 
 pub mod actions;
+pub mod blocking;
 pub mod command;
 pub mod engine;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod mvcc;
 pub mod range;
 pub mod store;
 
+pub use blocking::{blocking, blocking_future};
 pub use command::{WriteCommand, WriteResult};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Result, StorageError};

@@ -41,8 +41,10 @@ pub struct RangeDescriptor {
     /// The range's identifier.
     pub id: RangeId,
     /// Inclusive lower bound (raw key).
+    #[serde(with = "serde_bytes")]
     pub start_key: Vec<u8>,
     /// Exclusive upper bound (raw key); empty = unbounded.
+    #[serde(with = "serde_bytes")]
     pub end_key: Vec<u8>,
     /// Descriptor version.
     pub epoch: RangeEpoch,

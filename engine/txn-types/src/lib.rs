@@ -7,6 +7,7 @@
 //! engine, the KV client and (later) the Raft state machine and the RPC layer
 //! all speak the same types.
 
+pub mod bytes;
 pub mod codec;
 pub mod error;
 pub mod lock;

@@ -8,9 +8,9 @@ use crate::LockType;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MutationOp {
     /// Write a value, replacing any existing one.
-    Put(Vec<u8>),
+    Put(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Write a value; fail with `AlreadyExists` if a live value exists.
-    Insert(Vec<u8>),
+    Insert(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Delete the key (write a tombstone).
     Delete,
     /// Lock the key without changing it.
@@ -21,6 +21,7 @@ pub enum MutationOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mutation {
     /// The raw key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// What happens to it.
     pub op: MutationOp,

@@ -2,6 +2,7 @@
 //! PostgreSQL wire protocol with tokio-postgres.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod bulk;
 mod cluster;
 mod ddl;
 mod dml;

@@ -352,6 +352,9 @@ async fn for_each_batch(
     let mut stream = execute_stream(physical, planning.state.task_ctx())?;
     while let Some(batch) = stream.next().await {
         f(batch?)?;
+        // Large inputs: let the worker's other tasks (Raft among them) run
+        // between batches.
+        tokio::task::yield_now().await;
     }
     Ok(())
 }
@@ -484,7 +487,12 @@ pub(crate) async fn apply_writes(
             }
         }
     }
-    txn.apply_statement(writes).map_err(|e| match e {
+    let applied = if writes.len() > holo_kv::txn::LARGE_PASS {
+        holo_kv::blocking(|| txn.apply_statement(writes))
+    } else {
+        txn.apply_statement(writes)
+    };
+    applied.map_err(|e| match e {
         holo_kv::KvError::Key(holo_txn_types::KeyError::AlreadyExists { key }) => {
             duplicate_key_error(entry, &key)
         }

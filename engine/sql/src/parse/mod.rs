@@ -11,7 +11,9 @@ mod scan;
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::sql::sqlparser::ast::Statement;
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{Expr, Statement, Visit, Visitor};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
@@ -20,7 +22,9 @@ pub use dialect::{GuardedDialect, Tripped};
 
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::interrupt::Interrupt;
-use crate::limits::{MAX_PARSE_NESTING, MAX_QUERY_BYTES, PARSE_BUDGET_PER_TOKEN};
+use crate::limits::{
+    MAX_PARSE_NESTING, MAX_QUERY_BYTES, MAX_SUBQUERY_NESTING, PARSE_BUDGET_PER_TOKEN,
+};
 
 /// Catalog queries nest function calls at most this deep before the
 /// compatibility parser (which re-parses function arguments) may see them.
@@ -86,6 +90,7 @@ pub fn parse(sql: &str, interrupt: Option<Arc<Interrupt>>) -> SqlResult<Vec<Stat
         }
         Err(e) => return Err(e.into()),
     };
+    check_subqueries(&statements)?;
     if !found.compat {
         return Ok(statements);
     }
@@ -95,4 +100,51 @@ pub fn parse(sql: &str, interrupt: Option<Arc<Interrupt>>) -> SqlResult<Vec<Stat
         return COMPAT.parse(sql).map_err(SqlError::from);
     }
     Ok(statements.into_iter().map(|s| COMPAT.rewrite(s)).collect())
+}
+
+/// Tracks how deeply subquery expressions nest.
+#[derive(Default)]
+struct SubqueryDepth {
+    depth: usize,
+}
+
+fn is_subquery(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Subquery(_) | Expr::InSubquery { .. } | Expr::Exists { .. }
+    )
+}
+
+impl Visitor for SubqueryDepth {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_subquery(e) {
+            self.depth += 1;
+            if self.depth > MAX_SUBQUERY_NESTING {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_subquery(e) {
+            self.depth -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// 54001 when subquery expressions nest deeper than
+/// [`MAX_SUBQUERY_NESTING`].
+fn check_subqueries(statements: &[Statement]) -> SqlResult<()> {
+    for s in statements {
+        if s.visit(&mut SubqueryDepth::default()).is_break() {
+            return Err(too_complex(&format!(
+                "subqueries in expressions nest more than {MAX_SUBQUERY_NESTING} levels deep"
+            )));
+        }
+    }
+    Ok(())
 }

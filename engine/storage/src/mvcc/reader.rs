@@ -38,6 +38,7 @@ impl ReadOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanResult {
     /// Live key-value pairs in key order.
+    #[serde(with = "holo_txn_types::bytes::pairs")]
     pub pairs: Vec<(Vec<u8>, Vec<u8>)>,
     /// Where to continue when the limit cut the scan short.
     pub resume_key: Option<Vec<u8>>,
