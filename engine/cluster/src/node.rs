@@ -586,6 +586,28 @@ impl ClusterNode {
         }
     }
 
+    /// Whether a snapshot of `range` spanning `desc` may be installed here.
+    /// A local replica that overlaps the span without lying inside it is a
+    /// range that has not applied the split creating `range` yet: the split
+    /// will create the replica, and data installed now would be mixed with
+    /// the older range's later applies. (Replicas inside the span are ranges
+    /// the snapshot's merge absorbed; installing replaces them.)
+    fn accept_snapshot(&self, range: RangeId, desc: &RangeDescriptor) -> Result<(), String> {
+        for o in self.replicas() {
+            let d = o.descriptor();
+            if d.id == range || !o.initialized() || desc.covers(&d) {
+                continue;
+            }
+            if d.clamp(&desc.start_key, &desc.end_key).is_some() {
+                return Err(format!(
+                    "range {range}'s span overlaps local range {} (its split has not applied here yet)",
+                    d.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn on_split(
         &self,
         left: &RangeDescriptor,
@@ -1232,10 +1254,12 @@ impl Handler for ClusterNode {
                 payload,
             } => {
                 let replica = self.replica_for_message(range).await?;
-                dispatch(replica.raft(), kind, &payload)
-                    .await
-                    .map(Response::Raft)
-                    .map_err(|e| KvError::Unavailable(e.to_string()))
+                dispatch(replica.raft(), kind, &payload, |desc| {
+                    self.accept_snapshot(range, desc)
+                })
+                .await
+                .map(Response::Raft)
+                .map_err(|e| KvError::Unavailable(e.to_string()))
             }
             Request::Get { header, key, read } => self
                 .local(header.range_id)?

@@ -69,13 +69,28 @@ pub async fn resolve_lock(
         TxnStatus::Committed { commit_ts } => Some(commit_ts),
         TxnStatus::RolledBack => None,
     };
-    let resolve = WriteCommand::ResolveLocks {
-        keys: vec![lock.key.clone()],
-        start_ts: lock.start_ts,
-        commit_ts,
+    let resolve = |keys: Vec<Vec<u8>>| {
+        KvWrite::Command(WriteCommand::ResolveLocks {
+            keys,
+            start_ts: lock.start_ts,
+            commit_ts,
+        })
     };
+    if !lock.more_keys.is_empty() {
+        let mut keys = Vec::with_capacity(1 + lock.more_keys.len());
+        keys.push(lock.key.clone());
+        keys.extend(lock.more_keys.iter().cloned());
+        // The keys were in one range when the scan met them; if that
+        // changed meanwhile, the lock met is resolved alone.
+        match client.write_key(&lock.key, resolve(keys)).await {
+            Ok(_) => return Ok(Resolution::Resolved),
+            Err(e) => {
+                tracing::debug!(error = %e, "batched lock resolution failed; resolving one key")
+            }
+        }
+    }
     client
-        .write_key(&lock.key, KvWrite::Command(resolve))
+        .write_key(&lock.key, resolve(vec![lock.key.clone()]))
         .await?;
     Ok(Resolution::Resolved)
 }

@@ -133,6 +133,10 @@ async fn test_pause(pause: Option<Duration>, start_ts: Timestamp, point: &'stati
     }
 }
 
+/// How long a prewrite waits for a range that has no quorum (from the
+/// first refusal) before the transaction fails.
+const PREWRITE_UNAVAILABLE_WAIT: Duration = Duration::from_secs(60);
+
 /// How many times readers may push a commit's timestamp before it gives
 /// up (and rolls back).
 const MAX_COMMIT_PUSHES: usize = 64;
@@ -551,6 +555,7 @@ impl Transaction {
         txn_size: u64,
     ) -> Result<()> {
         let deadline = Instant::now() + self.client.retry_policy().lock_wait;
+        let mut unavailable_since: Option<Instant> = None;
         let mut pending = vec![mutations];
         let mut attempt = 0;
         while let Some(muts) = pending.pop() {
@@ -580,6 +585,17 @@ impl Transaction {
                     }
                     Err(KvError::Key(KeyError::Locked(lock))) => {
                         self.wait_for_lock(&lock, deadline, attempt).await?;
+                        pending.push(group);
+                    }
+                    // A prewrite is idempotent: a range briefly without a
+                    // quorum (a range just split off whose followers have
+                    // not applied the split yet, an election) is waited for.
+                    Err(KvError::Unavailable(m) | KvError::AmbiguousCommit(m))
+                        if unavailable_since.get_or_insert_with(Instant::now).elapsed()
+                            < PREWRITE_UNAVAILABLE_WAIT =>
+                    {
+                        tracing::debug!(start_ts = %self.start_ts, reason = %m, "prewrite retried");
+                        tokio::time::sleep(self.client.retry_policy().backoff(attempt)).await;
                         pending.push(group);
                     }
                     Err(e) => return Err(e),

@@ -180,21 +180,30 @@ impl RaftNetwork<TypeConfig> for RangeNetwork {
 
 /// Why a received message could not be handed to Raft.
 #[derive(Debug, thiserror::Error)]
-#[error("undecodable {kind:?} message: {reason}")]
-pub struct DispatchError {
-    /// The message kind.
-    pub kind: RaftRpcKind,
-    /// The decoding failure.
-    pub reason: String,
+pub enum DispatchError {
+    /// The message did not decode.
+    #[error("undecodable {kind:?} message: {reason}")]
+    Undecodable {
+        /// The message kind.
+        kind: RaftRpcKind,
+        /// The decoding failure.
+        reason: String,
+    },
+    /// The receiver refused a snapshot (the sender retries later).
+    #[error("snapshot refused: {0}")]
+    SnapshotRefused(String),
 }
 
 /// Hands a received message to the local replica and encodes its answer.
+/// The first chunk of a snapshot is shown to `accept_snapshot` with the
+/// span it carries; an error refuses the whole snapshot.
 pub async fn dispatch(
     raft: &RangeRaft,
     kind: RaftRpcKind,
     payload: &[u8],
+    accept_snapshot: impl FnOnce(&holo_storage::RangeDescriptor) -> Result<(), String>,
 ) -> Result<Vec<u8>, DispatchError> {
-    let bad = |e: &dyn std::fmt::Display| DispatchError {
+    let bad = |e: &dyn std::fmt::Display| DispatchError::Undecodable {
         kind,
         reason: e.to_string(),
     };
@@ -209,6 +218,11 @@ pub async fn dispatch(
         }
         RaftRpcKind::InstallSnapshot => {
             let req: InstallSnapshotRequest<TypeConfig> = decode(payload).map_err(|e| bad(&e))?;
+            if req.offset == 0
+                && let Some(desc) = crate::state_machine::snapshot_descriptor(&req.data)
+            {
+                accept_snapshot(&desc).map_err(DispatchError::SnapshotRefused)?;
+            }
             encode(&raft.install_snapshot(req).await)
         }
     };

@@ -30,6 +30,10 @@ pub struct LockInfo {
     pub lock_type: LockType,
     /// The smallest commit timestamp the transaction may still use.
     pub min_commit_ts: Timestamp,
+    /// Further keys after `key` in the same range locked by the same
+    /// transaction, found by the same scan: resolved together with `key`.
+    #[serde(default, with = "crate::bytes::list")]
+    pub more_keys: Vec<Vec<u8>>,
 }
 
 /// A committed version newer than the transaction's snapshot exists.

@@ -130,6 +130,7 @@ impl Lock {
             ttl_ms: self.ttl_ms,
             lock_type: self.lock_type,
             min_commit_ts: self.min_commit_ts,
+            more_keys: Vec::new(),
         }
     }
 }

@@ -56,6 +56,8 @@ async fn gc_removes_unreadable_versions_and_keeps_open_snapshots() {
         Err(KvError::Key(KeyError::SnapshotTooOld { .. }))
     ));
     drop(stale);
+    // The bound is in milliseconds: let the clock pass the last commit.
+    tokio::time::sleep(Duration::from_millis(3)).await;
     let r = worker.round().await.unwrap();
     assert_eq!(r.versions_removed, 1);
     let now = Transaction::begin(c.client.clone(), TxnOptions::default())

@@ -39,7 +39,7 @@ type SResult<T> = Result<T, StorageError<u64>>;
 
 mod snapshot;
 
-pub use snapshot::RangeSnapshotBuilder;
+pub use snapshot::{RangeSnapshotBuilder, snapshot_descriptor};
 
 /// The persisted state of a range's state machine.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -29,6 +29,12 @@ struct SnapshotBlob {
     entries: Vec<holo_storage::SpanEntry>,
 }
 
+/// The span a snapshot carries, read from the start of its data (the
+/// descriptor is the blob's first field); `None` when it does not decode.
+pub fn snapshot_descriptor(first_chunk: &[u8]) -> Option<RangeDescriptor> {
+    decode::<RangeDescriptor>(first_chunk).ok()
+}
+
 impl RangeStateMachine {
     /// A builder holding a snapshot of the range as of now.
     pub(super) fn snapshot_builder(&self) -> RangeSnapshotBuilder {

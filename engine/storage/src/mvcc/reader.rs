@@ -34,6 +34,10 @@ impl ReadOptions {
     }
 }
 
+/// At most this many further keys of a lock's transaction are reported
+/// with the lock a scan meets (see [`holo_txn_types::LockInfo::more_keys`]).
+pub const RESOLVE_BATCH_KEYS: usize = 1_024;
+
 /// The result of one scan call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanResult {
@@ -333,7 +337,23 @@ impl<'a> MvccReader<'a> {
         while let Some((k, v)) = it.item() {
             let lock = Lock::from_bytes(v)?;
             if opts.blocks(&lock) {
-                return Err(KeyError::Locked(lock.info(&decode_key(k)?)).into());
+                let mut info = lock.info(&decode_key(k)?);
+                // The transaction's next locks in the span go with it, so
+                // that a large transaction left behind is resolved in
+                // batches, not one key per round trip.
+                let mut looked = 0;
+                it.next();
+                while let Some((k, v)) = it.item()
+                    && info.more_keys.len() < RESOLVE_BATCH_KEYS
+                    && looked < 4 * RESOLVE_BATCH_KEYS
+                {
+                    if Lock::from_bytes(v)?.start_ts == lock.start_ts {
+                        info.more_keys.push(decode_key(k)?);
+                    }
+                    looked += 1;
+                    it.next();
+                }
+                return Err(KeyError::Locked(info).into());
             }
             it.next();
         }

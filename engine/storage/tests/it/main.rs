@@ -4,6 +4,7 @@
 
 mod model;
 mod percolator;
+mod resolve_batches;
 
 use std::sync::Arc;
 
