@@ -7,6 +7,11 @@
 use serde::{Deserialize, Deserializer, Serializer};
 use serde_bytes::{ByteBuf, Bytes};
 
+/// Key/value pairs.
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+/// Tagged key/value pairs.
+type Tagged = Vec<(u8, Vec<u8>, Vec<u8>)>;
+
 /// `Vec<Vec<u8>>` (keys).
 pub mod list {
     use super::*;
@@ -35,9 +40,7 @@ pub mod pairs {
     }
 
     /// Reads what [`serialize`] wrote.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Pairs, D::Error> {
         Ok(Vec::<(ByteBuf, ByteBuf)>::deserialize(d)?
             .into_iter()
             .map(|(a, b)| (a.into_vec(), b.into_vec()))
@@ -55,9 +58,7 @@ pub mod tagged {
     }
 
     /// Reads what [`serialize`] wrote.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Vec<(u8, Vec<u8>, Vec<u8>)>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tagged, D::Error> {
         Ok(Vec::<(u8, ByteBuf, ByteBuf)>::deserialize(d)?
             .into_iter()
             .map(|(t, a, b)| (t, a.into_vec(), b.into_vec()))

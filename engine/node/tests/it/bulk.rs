@@ -11,32 +11,29 @@ use std::time::{Duration, Instant};
 use crate::cluster::{TestCluster, count, eventually, wait_replicated};
 use crate::sqlstate;
 
-/// A client on `node` that writes and reads one row after another until
-/// `stop`; returns (writes acknowledged, reads, failures).
-fn bystander(
-    cluster: &TestCluster,
-    node: u64,
-    stop: Arc<AtomicBool>,
-) -> impl std::future::Future<Output = tokio::task::JoinHandle<(u64, u64, Vec<String>)>> + '_ {
-    async move {
-        let c = cluster.client(node).await;
-        tokio::spawn(async move {
-            let (mut writes, mut reads, mut failures) = (0u64, 0u64, Vec::new());
-            while !stop.load(Ordering::Relaxed) {
-                let id = node as i64 * 1_000_000 + writes as i64;
-                match c.execute("INSERT INTO side VALUES ($1, 'x')", &[&id]).await {
-                    Ok(_) => writes += 1,
-                    Err(e) => failures.push(format!("write: {e}")),
-                }
-                match c.query("SELECT count(*) FROM side", &[]).await {
-                    Ok(_) => reads += 1,
-                    Err(e) => failures.push(format!("read: {e}")),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+/// The result of a bystander client: writes acknowledged, reads, failures.
+type Bystander = tokio::task::JoinHandle<(u64, u64, Vec<String>)>;
+
+/// Starts a client on `node` that writes and reads one row after another
+/// until `stop`.
+async fn bystander(cluster: &TestCluster, node: u64, stop: Arc<AtomicBool>) -> Bystander {
+    let c = cluster.client(node).await;
+    tokio::spawn(async move {
+        let (mut writes, mut reads, mut failures) = (0u64, 0u64, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let id = node as i64 * 1_000_000 + writes as i64;
+            match c.execute("INSERT INTO side VALUES ($1, 'x')", &[&id]).await {
+                Ok(_) => writes += 1,
+                Err(e) => failures.push(format!("write: {e}")),
             }
-            (writes, reads, failures)
-        })
-    }
+            match c.query("SELECT count(*) FROM side", &[]).await {
+                Ok(_) => reads += 1,
+                Err(e) => failures.push(format!("read: {e}")),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (writes, reads, failures)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -618,7 +618,7 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
         meta: &SnapshotMeta<u64, NodeAddr>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SResult<()> {
-        crate::blocking(|| self.install(meta, snapshot))
+        crate::blocking(|| self.install(meta, snapshot.get_ref()))
     }
 
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {

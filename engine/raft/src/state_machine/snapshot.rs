@@ -82,9 +82,9 @@ impl RangeStateMachine {
     pub(super) fn install(
         &mut self,
         meta: &SnapshotMeta<u64, NodeAddr>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        data: &[u8],
     ) -> SResult<()> {
-        let blob: SnapshotBlob = decode(snapshot.get_ref())
+        let blob: SnapshotBlob = decode(data)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         // A range merged away here must not be filled again (a stale
         // replica elsewhere would overwrite the merged range's data).
