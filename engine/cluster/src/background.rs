@@ -189,7 +189,7 @@ async fn split_large_ranges(node: &ClusterNode, load: &mut LoadTracker) -> Resul
             continue;
         }
         if let Some(key) =
-            holo_raft::blocking(|| node.store().middle_key(&desc.start_key, &desc.end_key))
+            holo_storage::blocking(|| node.store().middle_key(&desc.start_key, &desc.end_key))
                 .map_err(KvError::from)?
             && key > desc.start_key
         {

@@ -75,7 +75,7 @@ impl ClusterNode {
                 continue;
             }
             let d = r.descriptor();
-            let locks = holo_raft::blocking(|| {
+            let locks = holo_storage::blocking(|| {
                 self.store()
                     .reader()
                     .scan_locks(&d.start_key, &d.end_key, bound, usize::MAX)
@@ -192,7 +192,7 @@ impl ClusterNode {
             let header = RangeHeader::for_range(&d);
             let mut from = d.start_key.clone();
             loop {
-                let (keys, next) = holo_raft::blocking(|| {
+                let (keys, next) = holo_storage::blocking(|| {
                     self.store()
                         .reader()
                         .gc_candidates(&from, &d.end_key, safe_point, GC_BATCH)

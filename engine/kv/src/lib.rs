@@ -29,6 +29,7 @@ pub mod txn;
 
 pub use client::KvClient;
 pub use error::{KvError, Result};
+/// For the SQL layer, which reaches storage only through this crate.
 pub use holo_storage::blocking;
 pub use node::LocalNode;
 pub use tso::{LocalTso, TimestampOracle};

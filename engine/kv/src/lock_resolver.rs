@@ -77,9 +77,10 @@ pub async fn resolve_lock(
         })
     };
     if !lock.more_keys.is_empty() {
-        let mut keys = Vec::with_capacity(1 + lock.more_keys.len());
-        keys.push(lock.key.clone());
-        keys.extend(lock.more_keys.iter().cloned());
+        let keys = std::iter::once(&lock.key)
+            .chain(&lock.more_keys)
+            .cloned()
+            .collect();
         // The keys were in one range when the scan met them; if that
         // changed meanwhile, the lock met is resolved alone.
         match client.write_key(&lock.key, resolve(keys)).await {

@@ -33,5 +33,3 @@ pub const MAX_COMMAND_BYTES: usize = 4 << 20;
 
 /// A range's Raft handle.
 pub type RangeRaft = openraft::Raft<TypeConfig>;
-
-pub use holo_storage::blocking;

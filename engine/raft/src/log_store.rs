@@ -236,7 +236,7 @@ impl RaftLogStorage<TypeConfig> for RangeLogStore {
             }
             self.engine.write_with_sync(batch, true).map_err(any)
         };
-        match crate::blocking(write) {
+        match holo_storage::blocking(write) {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())

@@ -602,12 +602,12 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        crate::blocking(|| self.apply_entries(entries))
+        holo_storage::blocking(|| self.apply_entries(entries))
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Exporting and encoding a range is long CPU and disk work.
-        crate::blocking(|| self.snapshot_builder())
+        holo_storage::blocking(|| self.snapshot_builder())
     }
     async fn begin_receiving_snapshot(&mut self) -> SResult<Box<Cursor<Vec<u8>>>> {
         Ok(Box::new(Cursor::new(Vec::new())))
@@ -618,13 +618,13 @@ impl RaftStateMachine<TypeConfig> for RangeStateMachine {
         meta: &SnapshotMeta<u64, NodeAddr>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SResult<()> {
-        crate::blocking(|| self.install(meta, snapshot.get_ref()))
+        holo_storage::blocking(|| self.install(meta, snapshot.get_ref()))
     }
 
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<TypeConfig>>> {
         if self.state.applied.is_none() {
             return Ok(None);
         }
-        crate::blocking(|| self.build()).map(Some)
+        holo_storage::blocking(|| self.build()).map(Some)
     }
 }
