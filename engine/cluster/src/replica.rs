@@ -31,6 +31,8 @@ use crate::status::ReplicaStatus;
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long a read-index round may take.
 const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause before confirming leadership again after a round without quorum.
+const READ_RECONFIRM_PAUSE: Duration = Duration::from_millis(50);
 
 /// One range on this node.
 pub struct RangeReplica {
@@ -255,7 +257,22 @@ impl RangeReplica {
         if self.has_lease()? {
             return Ok(());
         }
-        match tokio::time::timeout(READ_INDEX_TIMEOUT, self.raft.ensure_linearizable()).await {
+        let deadline = tokio::time::Instant::now() + READ_INDEX_TIMEOUT;
+        // One heartbeat round that a busy follower answered late is not a
+        // lost quorum: confirm again until the timeout.
+        let confirm = async {
+            loop {
+                match self.raft.ensure_linearizable().await {
+                    Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))
+                        if tokio::time::Instant::now() + READ_RECONFIRM_PAUSE < deadline =>
+                    {
+                        tokio::time::sleep(READ_RECONFIRM_PAUSE).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, confirm).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                 Err(KvError::NotLeader {
