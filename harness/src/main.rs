@@ -8,7 +8,6 @@
 mod compare;
 mod error;
 mod fuzz;
-mod html;
 mod metrics;
 mod params;
 mod report;

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::HarnessError;
-use crate::report::Report;
+use crate::report::{GateResult, Report};
 
 /// A gate file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,19 +61,6 @@ pub struct Gate {
     /// Ratios against the baseline.
     #[serde(default)]
     pub baseline: Option<BaselineGate>,
-}
-
-/// The verdict of one limit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GateResult {
-    /// What is limited, e.g. `main.read p99_ms`.
-    pub gate: String,
-    /// The limit, e.g. `<= 20`.
-    pub threshold: String,
-    /// What was observed.
-    pub observed: String,
-    /// Whether the limit held.
-    pub passed: bool,
 }
 
 impl SloFile {

@@ -8,7 +8,7 @@ use holo_kv::KvError;
 use holo_kv::service::{ClusterAdmin, RangeInfo};
 
 use crate::node::ClusterNode;
-use crate::rpc::{Request, Response};
+use crate::rpc::{AdminRequest, Request, Response};
 
 /// Splits and range listings through a node.
 #[derive(Debug)]
@@ -48,8 +48,10 @@ impl ClusterAdmin for ClusterAdminImpl {
         let mut statuses = HashMap::new();
         for loc in &locs {
             if let std::collections::hash_map::Entry::Vacant(e) = statuses.entry(loc.leaseholder)
-                && let Ok(Response::Status(s)) =
-                    node.call_node(loc.leaseholder, Request::Status).await
+                && let Ok(Response::Status(s)) = node
+                    .peers()
+                    .call(loc.leaseholder, Request::from(AdminRequest::Status))
+                    .await
             {
                 e.insert(s);
             }

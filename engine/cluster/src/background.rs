@@ -62,7 +62,7 @@ async fn run(node: Weak<ClusterNode>) {
         tokio::time::sleep(TICK).await;
         let Some(node) = node.upgrade() else { return };
         tick += 1;
-        node.probe_peers();
+        node.peers().probe();
         if let Err(e) = refresh_registry(&node).await {
             tracing::debug!(error = %e, "node registry refresh failed");
         }
@@ -103,7 +103,7 @@ async fn run(node: Weak<ClusterNode>) {
 }
 
 async fn refresh_registry(node: &ClusterNode) -> Result<(), KvError> {
-    let mut found = node.read_registry().await?;
+    let mut found = node.meta().read_registry().await?;
     // Members of local groups are reachable even before they registered.
     for r in node.replicas() {
         let m = r.raft().metrics().borrow().membership_config.clone();
@@ -124,7 +124,7 @@ async fn reconcile_descriptors(node: &ClusterNode) -> Result<(), KvError> {
             continue;
         }
         let desc = r.descriptor();
-        let current = node.meta_descriptor_ending_at(&desc.end_key).await?;
+        let current = node.meta().descriptor_ending_at(&desc.end_key).await?;
         let stale = match &current {
             None => true,
             Some(c) if c.id == desc.id => {

@@ -34,9 +34,15 @@ impl NodeHandle {
         }
     }
 
+    /// A handle on the node `node_id` that `node` points to (used while
+    /// the node is being built).
+    pub fn from_weak(node: Weak<ClusterNode>, node_id: u64) -> NodeHandle {
+        NodeHandle { node, node_id }
+    }
+
     pub(crate) fn new_from(node: &ClusterNode) -> NodeHandle {
         NodeHandle {
-            node: node.arc().map(|a| Arc::downgrade(&a)).unwrap_or_default(),
+            node: node.me.clone(),
             node_id: node.node_id(),
         }
     }
@@ -72,7 +78,7 @@ fn meta_location(node: &ClusterNode) -> RangeLocation {
     };
     RangeLocation {
         desc: meta::meta_descriptor(replicas),
-        leaseholder: node.meta_leader_hint(),
+        leaseholder: node.meta().leader_hint(),
     }
 }
 
@@ -89,7 +95,7 @@ impl RangeDirectory for NodeHandle {
             return Ok(meta_location(&node));
         }
         let (_, end) = meta::descriptor_span();
-        let scan = node.meta_scan(meta::lookup_start(key), end, 1).await?;
+        let scan = node.meta().scan(meta::lookup_start(key), end, 1).await?;
         let Some((_, value)) = scan.pairs.first() else {
             return Err(KvError::Unavailable(
                 "the meta range has no descriptor for the key yet".into(),
@@ -118,7 +124,10 @@ impl RangeDirectory for NodeHandle {
         let (_, span_end) = meta::descriptor_span();
         let mut from = meta::overlap_start(start.max(META_END));
         loop {
-            let scan = node.meta_scan(from.clone(), span_end.clone(), 256).await?;
+            let scan = node
+                .meta()
+                .scan(from.clone(), span_end.clone(), 256)
+                .await?;
             let n = scan.pairs.len();
             for (k, v) in &scan.pairs {
                 let desc = decode_desc(v)?;

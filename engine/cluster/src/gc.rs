@@ -28,7 +28,7 @@ use holo_txn_types::Timestamp;
 use crate::directory::NodeHandle;
 use crate::meta;
 use crate::node::ClusterNode;
-use crate::rpc::{Request, Response};
+use crate::rpc::{AdminRequest, Request, Response};
 
 /// Keys per `Gc` command.
 const GC_BATCH: usize = 1024;
@@ -37,7 +37,7 @@ impl ClusterNode {
     /// The cluster's GC safe point, from the meta range (zero before the
     /// first round).
     pub async fn cluster_gc_safe_point(&self) -> Result<Timestamp, KvError> {
-        let value = self.meta_get(meta::gc_safe_point_key()).await?;
+        let value = self.meta().get(meta::gc_safe_point_key()).await?;
         Ok(value
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map_or(Timestamp::ZERO, |b| Timestamp::new(u64::from_be_bytes(b))))
@@ -81,7 +81,7 @@ impl ClusterNode {
                     .scan_locks(&d.start_key, &d.end_key, bound, usize::MAX)
             })?;
             for (key, lock) in locks {
-                match resolve_lock(&kv, &lock.info(&key), Timestamp::ZERO).await? {
+                match resolve_lock(kv.as_ref(), &lock.info(&key), Timestamp::ZERO).await? {
                     Resolution::Resolved => {}
                     // A live transaction below the bound: stop under it.
                     Resolution::Alive | Resolution::Pushed(_) => bound = bound.min(lock.start_ts),
@@ -100,9 +100,13 @@ impl ClusterNode {
         resolve: bool,
     ) -> Result<(Timestamp, Vec<(Vec<u8>, Vec<u8>)>), KvError> {
         let mut spans = Vec::new();
-        for id in self.live_nodes().into_keys() {
+        for id in self.peers().live().into_keys() {
             match self
-                .call_node(id, Request::GcPrepare { bound, resolve })
+                .peers()
+                .call(
+                    id,
+                    Request::from(AdminRequest::GcPrepare { bound, resolve }),
+                )
                 .await?
             {
                 Response::GcPrepared { bound: b, spans: s } => {
@@ -161,14 +165,15 @@ impl ClusterNode {
         }
         // Written in a transaction that started before the reads above: a
         // concurrent round's write makes this one conflict.
-        self.meta_write(
-            vec![(
-                meta::gc_safe_point_key(),
-                Some(bound.into_inner().to_be_bytes().to_vec()),
-            )],
-            start_ts,
-        )
-        .await?;
+        self.meta()
+            .write(
+                vec![(
+                    meta::gc_safe_point_key(),
+                    Some(bound.into_inner().to_be_bytes().to_vec()),
+                )],
+                start_ts,
+            )
+            .await?;
         Ok(Some(bound))
     }
 
@@ -220,8 +225,7 @@ impl ClusterNode {
                 tokio::task::yield_now().await;
             }
         }
-        self.gc_removed()
-            .fetch_add(removed as u64, Ordering::Relaxed);
+        self.gc_removed.fetch_add(removed as u64, Ordering::Relaxed);
         Ok(removed)
     }
 }

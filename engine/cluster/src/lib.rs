@@ -1,35 +1,54 @@
 //! HoloStore's cluster runtime: every node runs one [`ClusterNode`].
 //!
-//! - [`node`]: the node: store, Raft groups per range replica, joining and
-//!   bootstrapping, splits, replica addition, status.
-//! - [`gc`]: the cluster-wide GC safe point and sweeps of old versions.
-//! - [`merge`]: merging a range into its left-hand neighbour (freeze,
-//!   merge trigger, fencing of failed attempts).
-//! - [`rebalance`]: peer liveness, replica moves, replacing dead nodes'
-//!   replicas, dropping replicas a node was removed from.
-//! - [`replica`]: a range's leaseholder read and write paths over Raft.
-//! - [`rpc`]: the internal gRPC service (tonic) carrying Raft and KV traffic.
-//! - [`meta`]: the meta range's key layout (node registry, descriptors).
-//! - [`directory`]: routing through the meta range; the node as its KV
-//!   client's oracle and local range service.
-//! - [`tso`]: the timestamp oracle at the meta range's leader.
-//! - [`remote`]: peers' ranges over RPC.
-//! - [`background`]: registry refresh, up-replication, meta reconcile,
-//!   size-based splits.
-//! - [`status`]: what nodes report.
+//! State, each owned by one part:
+//! - [`config`]: what the node starts with.
+//! - [`peers`]: the cluster's nodes, how to reach them, liveness.
+//! - [`meta_client`]: the meta range (node registry, descriptors, range
+//!   ids, timestamp oracle) as this node reaches it.
+//! - [`registry`]: the replicas this node holds.
+//! - [`replica`]: one range's leaseholder read and write paths over Raft.
+//! - [`node`]: the node, made of the parts above.
+//!
+//! What the node does:
+//! - [`startup`]: opening or bootstrapping the store, joining, readiness.
+//! - [`dispatch`]: one arm per request kind.
+//! - [`events`]: splits, merges and membership changes reported by the
+//!   state machines.
+//! - [`split`], [`merge`], [`lease`], [`rebalance`], [`gc`]: range
+//!   operations; [`background`]: the loops that run them.
+//! - [`directory`]: the node as its KV client's directory, oracle and
+//!   local range service.
+//! - [`rpc`]: the internal gRPC service (tonic), its failures in wire form
+//!   in [`rpc_error`]; [`remote`]: peers' ranges
+//!   over it; [`tso`]: the oracle at the meta leader; [`meta`]: the meta
+//!   range's key layout; [`status`]: what nodes report; [`admin`]: the SQL
+//!   layer's cluster administration.
 
 pub mod admin;
 pub mod background;
+pub mod config;
 pub mod directory;
+pub mod dispatch;
+pub mod events;
 pub mod gc;
+pub mod lease;
 pub mod merge;
 pub mod meta;
+pub mod meta_client;
 pub mod node;
+pub mod peers;
 pub mod rebalance;
+pub mod registry;
 pub mod remote;
 pub mod replica;
+pub(crate) mod retry;
 pub mod rpc;
+pub mod rpc_error;
+pub mod split;
+pub mod startup;
 pub mod status;
 pub mod tso;
 
-pub use node::{ClusterConfig, ClusterNode, RaftTuning, StartError};
+pub use config::{ClusterConfig, RaftTuning};
+pub use node::ClusterNode;
+pub use startup::StartError;

@@ -27,9 +27,10 @@ use holo_raft::{RaftCommand, RaftResponse};
 use holo_storage::{RangeDescriptor, RangeId};
 
 use crate::meta::{self, META_RANGE};
-use crate::node::{ClusterNode, retry_stale};
+use crate::node::ClusterNode;
 use crate::replica::RangeReplica;
-use crate::rpc::{Request, Response};
+use crate::retry::retry_stale;
+use crate::rpc::{AdminRequest, Request, Response};
 
 /// How long a range may stay frozen before its leaseholder resolves the
 /// merge attempt itself.
@@ -123,7 +124,11 @@ impl ClusterNode {
             Some(r) if r.is_leader() => r,
             _ => {
                 return match self
-                    .call_node(loc.leaseholder, Request::Merge { key: key.clone() })
+                    .peers()
+                    .call(
+                        loc.leaseholder,
+                        Request::from(AdminRequest::Merge { key: key.clone() }),
+                    )
                     .await?
                 {
                     Response::Done => {
@@ -168,12 +173,13 @@ impl ClusterNode {
         }
         let nonce = self.timestamp().await?.into_inner();
         let frozen = self
-            .call_node(
+            .peers()
+            .call(
                 right_loc.leaseholder,
-                Request::Freeze {
+                Request::from(AdminRequest::Freeze {
                     range: right_loc.desc.id,
                     nonce,
-                },
+                }),
             )
             .await;
         let (right, index) = match frozen {
@@ -246,13 +252,14 @@ impl ClusterNode {
         }
         for r in &right.replicas {
             match self
-                .call_node(
+                .peers()
+                .call(
                     r.node_id,
-                    Request::WaitApplied {
+                    Request::from(AdminRequest::WaitApplied {
                         range: right.id,
                         index,
                         nonce,
-                    },
+                    }),
                 )
                 .await?
             {
@@ -290,13 +297,14 @@ impl ClusterNode {
             || async {
                 let loc = self.kv().cache().locate(&left.start_key).await?;
                 match self
-                    .call_node(
+                    .peers()
+                    .call(
                         loc.leaseholder,
-                        Request::MergeAbort {
+                        Request::from(AdminRequest::MergeAbort {
                             range: loc.desc.id,
                             nonce,
                             right_start: right.start_key.clone(),
-                        },
+                        }),
                     )
                     .await
                 {
@@ -320,12 +328,13 @@ impl ClusterNode {
             || async {
                 let loc = kv.cache().locate(&right.start_key).await?;
                 match self
-                    .call_node(
+                    .peers()
+                    .call(
                         loc.leaseholder,
-                        Request::Unfreeze {
+                        Request::from(AdminRequest::Unfreeze {
                             range: right.id,
                             nonce,
-                        },
+                        }),
                     )
                     .await
                 {
@@ -347,7 +356,8 @@ impl ClusterNode {
     /// meta range.
     async fn left_neighbour(&self, right: &RangeDescriptor) -> Result<RangeDescriptor, KvError> {
         match self
-            .meta_get(meta::descriptor_key(&right.start_key))
+            .meta()
+            .get(meta::descriptor_key(&right.start_key))
             .await?
         {
             Some(v) => holo_raft::codec::decode(&v).map_err(|e| KvError::Storage(e.to_string())),
@@ -370,7 +380,7 @@ impl ClusterNode {
             let own = meta::descriptor_key(&merged.end_key);
             let mut to = own.clone();
             to.push(0);
-            let found = self.meta_scan(from, to, 64).await?;
+            let found = self.meta().scan(from, to, 64).await?;
             let older = |v: &[u8]| {
                 holo_raft::codec::decode::<RangeDescriptor>(v)
                     .is_ok_and(|d| d.epoch.version < merged.epoch.version)
@@ -397,7 +407,7 @@ impl ClusterNode {
             let value =
                 holo_raft::codec::encode(merged).map_err(|e| KvError::Storage(e.to_string()))?;
             changes.push((meta::descriptor_key(&merged.end_key), Some(value)));
-            match self.meta_write(changes, start_ts).await {
+            match self.meta().write(changes, start_ts).await {
                 Ok(()) => return Ok(()),
                 Err(KvError::Key(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
                 Err(e) => return Err(e),
@@ -413,13 +423,18 @@ impl ClusterNode {
     pub(crate) async fn set_sticky(&self, split_key: &[u8], sticky: bool) -> Result<(), KvError> {
         let start_ts = self.timestamp().await?;
         let value = sticky.then(|| vec![1]);
-        self.meta_write(vec![(meta::sticky_key(split_key), value)], start_ts)
+        self.meta()
+            .write(vec![(meta::sticky_key(split_key), value)], start_ts)
             .await
     }
 
     /// Whether `split_key` is a boundary made on request.
     pub(crate) async fn is_sticky(&self, split_key: &[u8]) -> Result<bool, KvError> {
-        Ok(self.meta_get(meta::sticky_key(split_key)).await?.is_some())
+        Ok(self
+            .meta()
+            .get(meta::sticky_key(split_key))
+            .await?
+            .is_some())
     }
 
     /// Freezes the local leader replica of `range` for merge attempt

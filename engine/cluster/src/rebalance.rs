@@ -3,106 +3,58 @@
 //! of dead nodes, spreading replicas onto nodes that hold fewer, and
 //! dropping replicas a node no longer belongs to.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use holo_kv::KvError;
 use holo_storage::{RangeDescriptor, RangeId};
-use parking_lot::RwLock;
 
 use crate::meta::{self, META_RANGE};
 use crate::node::ClusterNode;
 use crate::replica::RangeReplica;
-use crate::rpc::Request;
-
-/// How long a probe of a peer may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// When each peer last answered.
-#[derive(Debug)]
-pub struct Liveness {
-    started: Instant,
-    last_seen: RwLock<HashMap<u64, Instant>>,
-}
-
-impl Default for Liveness {
-    fn default() -> Self {
-        Liveness {
-            started: Instant::now(),
-            last_seen: RwLock::new(HashMap::new()),
-        }
-    }
-}
-
-impl Liveness {
-    /// Records an answer of `node`.
-    pub fn observe(&self, node: u64) {
-        self.last_seen.write().insert(node, Instant::now());
-    }
-
-    /// Whether `node` answered within `window`.
-    pub fn seen_within(&self, node: u64, window: Duration) -> bool {
-        self.last_seen
-            .read()
-            .get(&node)
-            .is_some_and(|t| t.elapsed() < window)
-    }
-
-    /// Whether `node` has not answered for `after` (a node never heard of
-    /// counts from this node's start).
-    pub fn is_dead(&self, node: u64, after: Duration) -> bool {
-        let seen = self
-            .last_seen
-            .read()
-            .get(&node)
-            .copied()
-            .unwrap_or(self.started);
-        seen.elapsed() >= after
-    }
-}
 
 impl ClusterNode {
-    /// Pings every known peer once (in the background) and records who
-    /// answered.
-    pub(crate) fn probe_peers(self: &Arc<Self>) {
-        for (id, addr) in self.nodes() {
-            if id == self.node_id() {
+    /// Voters of every local range this node leads that want another
+    /// replica: `(range, voters)`.
+    pub(crate) fn under_replicated(&self) -> Vec<(Arc<RangeReplica>, BTreeSet<u64>)> {
+        let want = self
+            .config
+            .replication_factor
+            .min(self.peers().live().len());
+        let mut out = Vec::new();
+        for r in self.replicas() {
+            if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
                 continue;
             }
-            let node = self.clone();
-            tokio::spawn(async move {
-                let ok = node
-                    .rpc_client()
-                    .call(id, &addr.rpc, &Request::Ping, PROBE_TIMEOUT)
-                    .await
-                    .is_ok();
-                if ok {
-                    node.liveness().observe(id);
-                }
-            });
+            if let Some(voters) = r.settled_voters()
+                && voters.len() < want
+            {
+                out.push((r, voters));
+            }
         }
+        // The meta range first: everything else depends on it.
+        out.sort_by_key(|(r, _)| r.id() != META_RANGE);
+        out
     }
 
-    /// Whether `node` is considered dead (`--dead-node-secs` without an
-    /// answer; never when that is 0).
-    pub fn is_dead(&self, node: u64) -> bool {
-        let after = self.config().dead_node_after;
-        node != self.node_id() && !after.is_zero() && self.liveness().is_dead(node, after)
-    }
-
-    /// Whether `node` answered a probe in the last few seconds (this node
-    /// always has).
-    pub fn recently_seen(&self, node: u64) -> bool {
-        node == self.node_id() || self.liveness().seen_within(node, Duration::from_secs(3))
-    }
-
-    /// Registered nodes not considered dead.
-    pub(crate) fn live_nodes(&self) -> BTreeMap<u64, holo_raft::NodeAddr> {
-        self.nodes()
-            .into_iter()
-            .filter(|(id, _)| !self.is_dead(*id))
-            .collect()
+    /// Adds one replica to `replica`'s range on the live node without one
+    /// that holds the fewest replicas.
+    pub(crate) async fn add_replica(
+        &self,
+        replica: &RangeReplica,
+        voters: &BTreeSet<u64>,
+    ) -> Result<(), KvError> {
+        let counts = self.replica_counts().await?;
+        let candidate = counts
+            .iter()
+            .filter(|(id, _)| !voters.contains(id))
+            .min_by_key(|(id, c)| (**c, **id))
+            .map(|(id, _)| *id);
+        match candidate {
+            Some(id) => self.change_replicas(replica, Some(id), None).await,
+            None => Ok(()),
+        }
     }
 
     /// Changes the voters of `replica`'s range (led here): adds `add` (as a
@@ -166,7 +118,7 @@ impl ClusterNode {
     /// Every range descriptor in the meta range.
     pub(crate) async fn all_descriptors(&self) -> Result<Vec<RangeDescriptor>, KvError> {
         let (start, end) = meta::descriptor_span();
-        let scan = self.meta_scan(start, end, 100_000).await?;
+        let scan = self.meta().scan(start, end, 100_000).await?;
         Ok(scan
             .pairs
             .iter()
@@ -178,7 +130,7 @@ impl ClusterNode {
     /// listed, with 0 when it holds none).
     pub(crate) async fn replica_counts(&self) -> Result<BTreeMap<u64, usize>, KvError> {
         let mut counts: BTreeMap<u64, usize> =
-            self.live_nodes().keys().map(|id| (*id, 0)).collect();
+            self.peers().live().keys().map(|id| (*id, 0)).collect();
         for d in self.all_descriptors().await? {
             for r in &d.replicas {
                 if let Some(c) = counts.get_mut(&r.node_id) {
@@ -193,7 +145,7 @@ impl ClusterNode {
     /// node without a replica of it can take its place (up-replication
     /// adds that replica next). One change per call.
     pub(crate) async fn replace_dead_replica(&self) -> Result<(), KvError> {
-        let live = self.live_nodes();
+        let live = self.peers().live();
         for r in self.replicas() {
             if !r.is_leader() || !r.initialized() || r.frozen() != 0 {
                 continue;
@@ -264,7 +216,7 @@ impl ClusterNode {
                 continue;
             }
             let local = r.descriptor();
-            let Some(current) = self.meta_descriptor_ending_at(&local.end_key).await? else {
+            let Some(current) = self.meta().descriptor_ending_at(&local.end_key).await? else {
                 continue;
             };
             // Checked again now: the replica may have been added back and
@@ -313,10 +265,10 @@ impl ClusterNode {
             .replica(range)
             .filter(|r| r.frozen() == 0)
             .map(|r| r.descriptor());
-        self.destroy_replica(range).await;
+        self.registry().destroy(range).await;
         let Some(desc) = span.filter(|_| drop_data) else {
             return;
         };
-        self.delete_span_data(range, &desc).await;
+        self.registry().delete_span_data(range, &desc).await;
     }
 }

@@ -8,7 +8,7 @@ use holo_kv::KvError;
 use holo_kv::service::{KvWrite, RangeHeader, RangeService, WriteResponse};
 use holo_storage::{ReadOptions, ScanResult};
 
-use crate::rpc::{Request, Response, RpcClient};
+use crate::rpc::{KvRequest, Request, Response, RpcClient};
 
 /// How long a KV request to another node may take.
 const KV_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +49,10 @@ impl RangeService for RemoteNode {
         key: Vec<u8>,
         read: ReadOptions,
     ) -> Result<Option<Vec<u8>>, KvError> {
-        match self.call(Request::Get { header, key, read }).await? {
+        match self
+            .call(Request::from(KvRequest::Get { header, key, read }))
+            .await?
+        {
             Response::Get(v) => Ok(v),
             other => Err(unexpected(other)),
         }
@@ -64,13 +67,13 @@ impl RangeService for RemoteNode {
         limit: usize,
     ) -> Result<ScanResult, KvError> {
         match self
-            .call(Request::Scan {
+            .call(Request::from(KvRequest::Scan {
                 header,
                 start,
                 end,
                 read,
                 limit: limit as u64,
-            })
+            }))
             .await?
         {
             Response::Scan(s) => Ok(s),
@@ -79,7 +82,10 @@ impl RangeService for RemoteNode {
     }
 
     async fn write(&self, header: RangeHeader, write: KvWrite) -> Result<WriteResponse, KvError> {
-        match self.call(Request::Write { header, write }).await? {
+        match self
+            .call(Request::from(KvRequest::Write { header, write }))
+            .await?
+        {
             Response::Write(w) => Ok(w),
             other => Err(unexpected(other)),
         }

@@ -26,6 +26,7 @@ use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::server::NamedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::rpc_error::RpcError;
 use crate::status::{ClusterView, NodeStatus};
 
 const SERVICE: &str = "holo.Internal";
@@ -33,19 +34,35 @@ const CALL_PATH: &str = "/holo.Internal/Call";
 /// Largest message (snapshot chunks are a few MiB).
 const MAX_MESSAGE: usize = 256 << 20;
 
-/// A request from one node to another.
+/// A request from one node to another, by the part of the node that
+/// serves it.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// A Raft message for one range.
-    Raft {
-        /// The range.
-        range: RangeId,
-        /// The message kind.
-        kind: RaftRpcKind,
-        /// The encoded openraft request.
-        #[serde(with = "serde_bytes")]
-        payload: Vec<u8>,
-    },
+    /// A Raft message for one range's group.
+    Raft(RaftMessage),
+    /// A read, write or timestamp request of a KV client.
+    Kv(KvRequest),
+    /// Membership, status and range administration (splits, merges,
+    /// leases, GC) between nodes and from `holoctl`.
+    Admin(AdminRequest),
+}
+
+/// A Raft message for one range.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RaftMessage {
+    /// The range.
+    pub range: RangeId,
+    /// The message kind.
+    pub kind: RaftRpcKind,
+    /// The encoded openraft request.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// A KV client's request, served by a range's leaseholder (or, for
+/// timestamps, the meta range's leader).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum KvRequest {
     /// Read one key at the leaseholder.
     Get {
         /// Addressed range.
@@ -83,6 +100,11 @@ pub enum Request {
         /// How many timestamps.
         count: u32,
     },
+}
+
+/// Membership, status and range administration.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum AdminRequest {
     /// A node asks to be part of the cluster.
     Join {
         /// The new node's id.
@@ -175,6 +197,18 @@ pub enum Request {
     },
 }
 
+impl From<KvRequest> for Request {
+    fn from(r: KvRequest) -> Request {
+        Request::Kv(r)
+    }
+}
+
+impl From<AdminRequest> for Request {
+    fn from(r: AdminRequest) -> Request {
+        Request::Admin(r)
+    }
+}
+
 /// A successful answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
@@ -204,7 +238,7 @@ pub enum Response {
     },
     /// Whether a merge attempt was fenced.
     MergeAborted(bool),
-    /// A node's answer to [`Request::GcPrepare`].
+    /// A node's answer to [`AdminRequest::GcPrepare`].
     GcPrepared {
         /// The safe point the node allows.
         bound: Timestamp,
@@ -217,6 +251,9 @@ pub enum Response {
 
 /// The answer to a [`Request`].
 pub type Reply = Result<Response, KvError>;
+
+/// The answer as it travels: failures in their wire form.
+type WireReply = Result<Response, RpcError>;
 
 /// Serves requests of other nodes.
 #[async_trait]
@@ -293,7 +330,8 @@ impl tonic::server::UnaryService<Bytes> for CallSvc {
                 Ok(req) => handler.handle(req).await,
                 Err(e) => Err(KvError::Unavailable(format!("undecodable request: {e}"))),
             };
-            let bytes = encode(&reply)
+            let wire: WireReply = reply.map_err(|e| RpcError::from(&e));
+            let bytes = encode(&wire)
                 .map_err(|e| tonic::Status::internal(format!("encoding reply: {e}")))?;
             Ok(tonic::Response::new(Bytes::from(bytes)))
         })
@@ -418,7 +456,8 @@ impl RpcClient {
         let response = tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| unreachable(format!("{addr}: no answer within {timeout:?}")))??;
-        decode::<Reply>(response.get_ref())
+        decode::<WireReply>(response.get_ref())
             .map_err(|e| KvError::Unavailable(format!("undecodable reply from {addr}: {e}")))?
+            .map_err(KvError::from)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use holo_cluster::rpc::{Request, Response, RpcClient};
+use holo_cluster::rpc::{AdminRequest, Request, Response, RpcClient};
 use holo_cluster::status::NodeStatus;
 use holo_storage::{RangeDescriptor, RangeId};
 
@@ -96,7 +96,7 @@ impl Ctl {
     }
 
     async fn status(&self, addr: &str) -> Result<NodeStatus, String> {
-        match self.call(addr, Request::Status).await? {
+        match self.call(addr, Request::from(AdminRequest::Status)).await? {
             Response::Status(s) => Ok(s),
             other => Err(format!("{addr}: unexpected answer {other:?}")),
         }
@@ -218,8 +218,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Split { key } => {
             let bytes = parse_hex(&key)?;
-            ctl.call(&ctl.host, Request::AdminSplit { key: bytes })
-                .await?;
+            ctl.call(
+                &ctl.host,
+                Request::from(AdminRequest::AdminSplit { key: bytes }),
+            )
+            .await?;
             println!("split at {key}");
         }
         Cmd::Gc => {
@@ -237,17 +240,20 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Merge { key } => {
             let bytes = parse_hex(&key)?;
-            ctl.call(&ctl.host, Request::AdminMerge { key: bytes })
-                .await?;
+            ctl.call(
+                &ctl.host,
+                Request::from(AdminRequest::AdminMerge { key: bytes }),
+            )
+            .await?;
             println!("merged the range holding {key} with its right-hand neighbour");
         }
         Cmd::TransferLease { range, node } => {
             ctl.call(
                 &ctl.host,
-                Request::TransferLease {
+                Request::from(AdminRequest::TransferLease {
                     range: RangeId(range),
                     to: node,
-                },
+                }),
             )
             .await?;
             println!("node {node} is campaigning for the lease of range {range}");

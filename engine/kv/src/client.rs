@@ -10,7 +10,7 @@ use holo_txn_types::{KeyError, Timestamp};
 use parking_lot::RwLock;
 use rand::Rng;
 
-use crate::lock_resolver::{Resolution, resolve_lock};
+use crate::lock_resolver::{LockRouter, Resolution, resolve_lock};
 use crate::router::RangeCache;
 use crate::service::{
     KvWrite, RangeDirectory, RangeHeader, RangeLocation, RangeService, WriteResponse,
@@ -353,5 +353,16 @@ impl KvClient {
     /// A fresh timestamp from the oracle.
     pub async fn now(&self) -> Result<Timestamp> {
         self.tso.get_ts().await
+    }
+}
+
+#[async_trait::async_trait]
+impl LockRouter for KvClient {
+    async fn timestamp(&self) -> Result<Timestamp> {
+        self.tso.get_ts().await
+    }
+
+    async fn route_write(&self, key: &[u8], write: KvWrite) -> Result<WriteResponse> {
+        self.write_key(key, write).await
     }
 }

@@ -95,6 +95,28 @@ pub enum KvError {
 }
 
 impl KvError {
+    /// A stable code naming the variant (a key error's own code for
+    /// [`KvError::Key`]); logs, metrics and the RPC error carry it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            KvError::Key(k) => k.code(),
+            KvError::RangeNotFound { .. } => "KV_RANGE_NOT_FOUND",
+            KvError::EpochNotMatch { .. } => "KV_EPOCH_NOT_MATCH",
+            KvError::KeyNotInRange { .. } => "KV_KEY_NOT_IN_RANGE",
+            KvError::NotLeader { .. } => "KV_NOT_LEADER",
+            KvError::LockWaitTimeout { .. } => "KV_LOCK_WAIT_TIMEOUT",
+            KvError::RoutingExhausted { .. } => "KV_ROUTING_EXHAUSTED",
+            KvError::TxnTooLarge(_) => "KV_TXN_TOO_LARGE",
+            KvError::TxnNotActive => "KV_TXN_NOT_ACTIVE",
+            KvError::Storage(_) => "KV_STORAGE",
+            KvError::NodeUnreachable { .. } => "KV_NODE_UNREACHABLE",
+            KvError::AmbiguousCommit(_) => "KV_AMBIGUOUS_COMMIT",
+            KvError::Unavailable(_) => "KV_UNAVAILABLE",
+            KvError::Aborted(_) => "KV_ABORTED",
+            KvError::InvalidRequest(_) => "KV_INVALID_REQUEST",
+        }
+    }
+
     /// Whether the error means the route is stale and a refresh may help.
     pub fn is_stale_route(&self) -> bool {
         matches!(
@@ -114,6 +136,116 @@ impl From<StorageError> for KvError {
             StorageError::Key(k) => KvError::Key(k),
             StorageError::KeyOutOfRange { range_id, .. } => KvError::KeyNotInRange { range_id },
             other => KvError::Storage(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use holo_txn_types::Timestamp;
+
+    /// Every variant once; its code is what clients and logs rely on.
+    #[test]
+    fn codes_are_stable_and_distinct() {
+        let ts = Timestamp::ZERO;
+        let all = [
+            (
+                KvError::Key(KeyError::AlreadyExists { key: vec![1] }),
+                "KEY_ALREADY_EXISTS",
+            ),
+            (
+                KvError::Key(KeyError::RolledBack { start_ts: ts }),
+                "KEY_TXN_ROLLED_BACK",
+            ),
+            (
+                KvError::Key(KeyError::TxnNotFound { start_ts: ts }),
+                "KEY_TXN_NOT_FOUND",
+            ),
+            (
+                KvError::Key(KeyError::Committed {
+                    start_ts: ts,
+                    commit_ts: ts,
+                }),
+                "KEY_TXN_COMMITTED",
+            ),
+            (
+                KvError::Key(KeyError::CommitTsExpired {
+                    commit_ts: ts,
+                    min_commit_ts: ts,
+                }),
+                "KEY_COMMIT_TS_EXPIRED",
+            ),
+            (
+                KvError::Key(KeyError::SnapshotTooOld {
+                    read_ts: ts,
+                    safe_point: ts,
+                }),
+                "KEY_SNAPSHOT_TOO_OLD",
+            ),
+            (
+                KvError::RangeNotFound {
+                    range_id: RangeId(3),
+                    node_id: 1,
+                },
+                "KV_RANGE_NOT_FOUND",
+            ),
+            (
+                KvError::EpochNotMatch {
+                    range_id: RangeId(3),
+                    current: None,
+                },
+                "KV_EPOCH_NOT_MATCH",
+            ),
+            (
+                KvError::KeyNotInRange {
+                    range_id: RangeId(3),
+                },
+                "KV_KEY_NOT_IN_RANGE",
+            ),
+            (
+                KvError::NotLeader {
+                    range_id: RangeId(3),
+                    leader: None,
+                },
+                "KV_NOT_LEADER",
+            ),
+            (
+                KvError::LockWaitTimeout {
+                    start_ts: ts,
+                    key: vec![],
+                },
+                "KV_LOCK_WAIT_TIMEOUT",
+            ),
+            (
+                KvError::RoutingExhausted {
+                    attempts: 1,
+                    last: String::new(),
+                },
+                "KV_ROUTING_EXHAUSTED",
+            ),
+            (KvError::TxnTooLarge(String::new()), "KV_TXN_TOO_LARGE"),
+            (KvError::TxnNotActive, "KV_TXN_NOT_ACTIVE"),
+            (KvError::Storage(String::new()), "KV_STORAGE"),
+            (
+                KvError::NodeUnreachable {
+                    node_id: 2,
+                    reason: String::new(),
+                },
+                "KV_NODE_UNREACHABLE",
+            ),
+            (
+                KvError::AmbiguousCommit(String::new()),
+                "KV_AMBIGUOUS_COMMIT",
+            ),
+            (KvError::Unavailable(String::new()), "KV_UNAVAILABLE"),
+            (KvError::Aborted(String::new()), "KV_ABORTED"),
+            (KvError::InvalidRequest(String::new()), "KV_INVALID_REQUEST"),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (e, code) in &all {
+            assert_eq!(e.code(), *code, "{e:?}");
+            assert!(seen.insert(*code), "code {code} used twice");
         }
     }
 }

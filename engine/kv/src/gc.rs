@@ -111,7 +111,7 @@ impl GcWorker {
                     .reader()
                     .scan_locks(&range.start_key, &range.end_key, bound, usize::MAX)?;
             for (key, lock) in locks {
-                match resolve_lock(&self.client, &lock.info(&key), Timestamp::ZERO).await? {
+                match resolve_lock(self.client.as_ref(), &lock.info(&key), Timestamp::ZERO).await? {
                     Resolution::Resolved => round.locks_resolved += 1,
                     // A live transaction older than the bound: stop below it.
                     Resolution::Alive | Resolution::Pushed(_) => bound = bound.min(lock.start_ts),

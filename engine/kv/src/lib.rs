@@ -17,6 +17,7 @@
 pub mod active;
 pub mod client;
 pub mod error;
+pub mod failpoint;
 pub mod gc;
 pub mod latch;
 pub mod lock_resolver;

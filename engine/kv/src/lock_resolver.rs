@@ -3,9 +3,18 @@
 use holo_storage::{WriteCommand, WriteResult};
 use holo_txn_types::{KeyError, LockInfo, LockType, Timestamp, TxnStatus};
 
-use crate::client::KvClient;
-use crate::service::KvWrite;
+use crate::service::{KvWrite, WriteResponse};
 use crate::{KvError, Result};
+
+/// What resolving a lock needs of a client: the time, and writes routed
+/// to the range holding a key. (The KV client is one.)
+#[async_trait::async_trait]
+pub trait LockRouter: Send + Sync {
+    /// A timestamp from the oracle.
+    async fn timestamp(&self) -> Result<Timestamp>;
+    /// Sends `write` to the range holding `key`.
+    async fn route_write(&self, key: &[u8], write: KvWrite) -> Result<WriteResponse>;
+}
 
 /// What happened to a lock after an attempt to resolve it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,11 +32,11 @@ pub enum Resolution {
 /// writers, which never push). Checks the transaction's primary, rolls back
 /// an expired transaction, then commits or rolls back the lock itself.
 pub async fn resolve_lock(
-    client: &KvClient,
+    client: &(impl LockRouter + ?Sized),
     lock: &LockInfo,
     caller_ts: Timestamp,
 ) -> Result<Resolution> {
-    let current_ts = client.tso().get_ts().await?;
+    let current_ts = client.timestamp().await?;
     let expired = lock.start_ts.expired_at(lock.ttl_ms, current_ts);
     let check = WriteCommand::CheckTxnStatus {
         primary: lock.primary.clone(),
@@ -41,7 +50,7 @@ pub async fn resolve_lock(
         rollback_if_not_exist: expired,
     };
     let status = match client
-        .write_key(&lock.primary, KvWrite::Command(check))
+        .route_write(&lock.primary, KvWrite::Command(check))
         .await
     {
         Ok(resp) => match resp.result {
@@ -83,7 +92,7 @@ pub async fn resolve_lock(
             .collect();
         // The keys were in one range when the scan met them; if that
         // changed meanwhile, the lock met is resolved alone.
-        match client.write_key(&lock.key, resolve(keys)).await {
+        match client.route_write(&lock.key, resolve(keys)).await {
             Ok(_) => return Ok(Resolution::Resolved),
             Err(e) => {
                 tracing::debug!(error = %e, "batched lock resolution failed; resolving one key")
@@ -91,7 +100,7 @@ pub async fn resolve_lock(
         }
     }
     client
-        .write_key(&lock.key, resolve(vec![lock.key.clone()]))
+        .route_write(&lock.key, resolve(vec![lock.key.clone()]))
         .await?;
     Ok(Resolution::Resolved)
 }

@@ -13,9 +13,9 @@ const WORKER_STACK_BYTES: usize = 32 << 20;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    // Fault injection for tests: `FAILPOINTS=name=action;...` (the fail
-    // crate's syntax); nothing is injected when it is unset.
-    let _failpoints = fail::FailScenario::setup();
+    // Fault injection in test builds: `FAILPOINTS=name=action;...` (the
+    // fail crate's syntax); release builds carry no failpoints.
+    let _failpoints = holo_kv::failpoint::setup();
     // openraft reports routine protocol races (stale votes, replication
     // restarts) as warnings: quiet unless asked for by name.
     let spec = std::env::var("HOLO_LOG").unwrap_or_else(|_| "info".into());

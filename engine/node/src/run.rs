@@ -53,8 +53,6 @@ pub async fn run(cli: Cli) -> Result<(), NodeError> {
 }
 
 async fn start(args: StartArgs) -> Result<(), NodeError> {
-    // Test hooks are read once, at startup (and logged when set).
-    let _ = holo_kv::txn::CommitPauses::get();
     if args.gc_interval < std::time::Duration::from_secs(1) {
         return Err(NodeError::Args("--gc-interval must be at least 1s".into()));
     }

@@ -69,7 +69,7 @@ async fn guarded<T>(
                     // The commit was cut off midway: lock resolution
                     // finishes it one way or the other.
                     return Err(SqlError::new(
-                        "40003",
+                        sqlstate::STATEMENT_COMPLETION_UNKNOWN,
                         "statement completion unknown: the statement timeout expired \
                          while the transaction was committing",
                     )
@@ -146,7 +146,7 @@ impl NoopStartupHandler for HoloStartup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let session = Arc::new(self.engine.new_session());
+        let session = Arc::new(Session::new(&self.engine));
         client.session_extensions().insert(SessionHandle(session));
         Ok(())
     }
@@ -234,7 +234,7 @@ fn bind_parameters(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
     let planned = &portal.statement.statement.0.described.param_types;
     if portal.parameter_len() != planned.len() {
         return Err(pg_error(SqlError::new(
-            "08P01",
+            sqlstate::PROTOCOL_VIOLATION,
             format!(
                 "bind message supplies {} parameters, but prepared statement requires {}",
                 portal.parameter_len(),

@@ -57,6 +57,16 @@ pub enum TransportError {
     },
 }
 
+impl TransportError {
+    /// A stable code naming the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransportError::Unreachable { .. } => "RAFT_PEER_UNREACHABLE",
+            TransportError::Protocol { .. } => "RAFT_BAD_ANSWER",
+        }
+    }
+}
+
 /// Carries encoded Raft messages between nodes (gRPC in production, in
 /// memory in tests).
 #[async_trait]
@@ -192,6 +202,16 @@ pub enum DispatchError {
     /// The receiver refused a snapshot (the sender retries later).
     #[error("snapshot refused: {0}")]
     SnapshotRefused(String),
+}
+
+impl DispatchError {
+    /// A stable code naming the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DispatchError::Undecodable { .. } => "RAFT_UNDECODABLE",
+            DispatchError::SnapshotRefused(_) => "RAFT_SNAPSHOT_REFUSED",
+        }
+    }
 }
 
 /// Hands a received message to the local replica and encodes its answer.

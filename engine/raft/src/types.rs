@@ -99,6 +99,18 @@ pub enum ApplyError {
     Frozen,
 }
 
+impl ApplyError {
+    /// A stable code naming the variant.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApplyError::Key(k) => k.code(),
+            ApplyError::KeyNotInRange => "APPLY_KEY_NOT_IN_RANGE",
+            ApplyError::Invalid(_) => "APPLY_INVALID",
+            ApplyError::Frozen => "APPLY_FROZEN",
+        }
+    }
+}
+
 /// The result of applying one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftResponse {

@@ -55,7 +55,7 @@ pub fn resolve_table_name(name: &ObjectName) -> SqlResult<String> {
         && schema != PUBLIC_SCHEMA_NAME
     {
         return Err(SqlError::new(
-            "3F000",
+            sqlstate::INVALID_SCHEMA_NAME,
             format!("schema \"{schema}\" does not exist"),
         ));
     }
@@ -356,7 +356,7 @@ pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<Tab
         while !used_names.insert(check_name.clone()) {
             if given.is_some() {
                 return Err(SqlError::new(
-                    "42710",
+                    sqlstate::DUPLICATE_OBJECT,
                     format!("constraint \"{base}\" for relation \"{name}\" already exists"),
                 ));
             }

@@ -13,7 +13,6 @@ use crate::catalog::provider::HoloCatalogProvider;
 use crate::error::{SqlError, SqlResult};
 use crate::metrics::TxnMetrics;
 use crate::planner::Planner;
-use crate::session::Session;
 use crate::types::UTC;
 
 /// Knobs of the SQL layer.
@@ -128,10 +127,5 @@ impl SqlEngine {
     /// The pool statements are parsed and planned on.
     pub fn planner(&self) -> &Arc<Planner> {
         &self.planner
-    }
-
-    /// A new session (one per client connection).
-    pub fn new_session(self: &Arc<Self>) -> Session {
-        Session::new(self.clone(), self.base.state())
     }
 }

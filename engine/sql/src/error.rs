@@ -7,6 +7,7 @@
 use std::fmt;
 
 use datafusion::arrow::error::ArrowError;
+use datafusion::common::SchemaError;
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
 use holo_kv::KvError;
@@ -90,6 +91,16 @@ pub mod sqlstate {
     pub const IO_ERROR: &str = "58030";
     /// Internal error.
     pub const INTERNAL_ERROR: &str = "XX000";
+    /// `invalid_schema_name`.
+    pub const INVALID_SCHEMA_NAME: &str = "3F000";
+    /// `duplicate_object`.
+    pub const DUPLICATE_OBJECT: &str = "42710";
+    /// `read_only_sql_transaction`.
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+    /// `cant_change_runtime_param`.
+    pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
+    /// `statement_completion_unknown` (a commit whose outcome is unknown).
+    pub const STATEMENT_COMPLETION_UNKNOWN: &str = "40003";
 }
 
 /// Result alias of the SQL layer.
@@ -346,16 +357,21 @@ impl From<&DataFusionError> for SqlError {
                 }
                 SqlError::new(code, clean(m))
             }
-            DataFusionError::SchemaError(s, _) => {
-                let m = s.to_string();
-                let code = classify_plan(&m);
-                if code == sqlstate::UNDEFINED_COLUMN
-                    && let Some(name) = missing_column_name(&m)
-                {
-                    return SqlError::new(code, format!("column \"{name}\" does not exist"));
-                }
-                SqlError::new(code, clean(&m))
-            }
+            DataFusionError::SchemaError(s, _) => match s.as_ref() {
+                SchemaError::FieldNotFound { field, .. } => SqlError::new(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!("column \"{}\" does not exist", field.name()),
+                ),
+                SchemaError::AmbiguousReference { field } => SqlError::new(
+                    sqlstate::AMBIGUOUS_COLUMN,
+                    format!("column reference \"{}\" is ambiguous", field.name()),
+                ),
+                SchemaError::DuplicateQualifiedField { name, .. }
+                | SchemaError::DuplicateUnqualifiedField { name } => SqlError::new(
+                    sqlstate::DUPLICATE_COLUMN,
+                    format!("column \"{name}\" specified more than once"),
+                ),
+            },
             DataFusionError::Execution(m) => {
                 let lower = m.to_ascii_lowercase();
                 if lower.contains("cast")

@@ -2,9 +2,9 @@
 //! `ALTER TABLE t UNSPLIT AT VALUES (...)[, (...)]` and
 //! `SHOW RANGES FROM TABLE t`.
 //!
-//! sqlparser has no grammar for them, so [`rewrite`] turns their text into
-//! `CALL holo_split_at('t', (...), ...)`, `CALL holo_unsplit_at(...)` and
-//! `CALL holo_show_ranges('t')`, which [`execute`] runs through the node's
+//! The parser turns them into `CALL holo_split_at('t', (...), ...)`,
+//! `CALL holo_unsplit_at(...)` and `CALL holo_show_ranges('t')`
+//! (`parse::custom`), which [`execute`] runs through the node's
 //! [`ClusterAdmin`].
 
 use std::sync::Arc;
@@ -23,64 +23,7 @@ use crate::catalog::TableEntry;
 use crate::codec::key::{prefix_end, table_prefix};
 use crate::error::{SqlError, SqlResult, sqlstate};
 
-const SPLIT_FN: &str = "holo_split_at";
-const UNSPLIT_FN: &str = "holo_unsplit_at";
-const SHOW_FN: &str = "holo_show_ranges";
-
-/// Rewrites the range statements' text into `CALL`s sqlparser understands;
-/// other text is returned unchanged (`None`).
-pub fn rewrite(sql: &str) -> Option<String> {
-    let trimmed = sql.trim().trim_end_matches(';').trim();
-    // Only the first words decide: the text is never split in full.
-    let words: Vec<&str> = trimmed.split_whitespace().take(7).collect();
-    let is = |i: usize, w: &str| words.get(i).is_some_and(|u| u.eq_ignore_ascii_case(w));
-    if is(0, "SHOW") && is(1, "RANGES") && is(2, "FROM") && is(3, "TABLE") && words.len() == 5 {
-        return Some(format!("CALL {SHOW_FN}({})", quote_name(words[4])));
-    }
-    if is(0, "ALTER")
-        && is(1, "TABLE")
-        && words.len() > 6
-        && (is(3, "SPLIT") || is(3, "UNSPLIT"))
-        && is(4, "AT")
-        && is(5, "VALUES")
-    {
-        // Everything after VALUES, as written.
-        let values_pos = find_word(trimmed, 5)?;
-        let rest = trimmed[values_pos..].trim_start();
-        let rest = rest.get("VALUES".len()..)?.trim();
-        let f = if is(3, "SPLIT") { SPLIT_FN } else { UNSPLIT_FN };
-        return Some(format!("CALL {f}({}, {rest})", quote_name(words[2])));
-    }
-    None
-}
-
-/// Byte offset of the `n`-th whitespace-separated word of `s`.
-fn find_word(s: &str, n: usize) -> Option<usize> {
-    let mut count = 0;
-    let mut in_word = false;
-    for (i, c) in s.char_indices() {
-        if c.is_whitespace() {
-            in_word = false;
-        } else if !in_word {
-            if count == n {
-                return Some(i);
-            }
-            count += 1;
-            in_word = true;
-        }
-    }
-    None
-}
-
-/// A table name as a string literal: unquoted names fold to lower case,
-/// double-quoted names keep their case.
-fn quote_name(name: &str) -> String {
-    let name = match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-        Some(quoted) => quoted.replace("\"\"", "\""),
-        None => name.to_lowercase(),
-    };
-    format!("'{}'", name.replace('\'', "''"))
-}
+use crate::parse::custom::{SHOW_FN, SPLIT_FN, UNSPLIT_FN};
 
 /// Whether `f` is one of the range calls.
 pub fn is_range_call(f: &Function) -> bool {
@@ -271,7 +214,10 @@ async fn split(
                         _ => None,
                     }
                     .ok_or_else(|| {
-                        SqlError::new("08P01", format!("no value for parameter ${}", n + 1))
+                        SqlError::new(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            format!("no value for parameter ${}", n + 1),
+                        )
                     })?;
                     datafusion::arrow::compute::cast(&value.to_array()?, &ty)
                         .map_err(|e| SqlError::new(sqlstate::DATATYPE_MISMATCH, e.to_string()))?
@@ -391,27 +337,4 @@ async fn show(admin: &dyn ClusterAdmin, entry: &TableEntry) -> SqlResult<RangeOu
     )
     .map_err(|e| SqlError::internal(e.to_string()))?;
     Ok(RangeOutput { batch })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rewrites_range_statements() {
-        assert_eq!(
-            rewrite("ALTER TABLE Orders SPLIT AT VALUES (100), (200);").as_deref(),
-            Some("CALL holo_split_at('orders', (100), (200))")
-        );
-        assert_eq!(
-            rewrite("show ranges from table \"T\"").as_deref(),
-            Some("CALL holo_show_ranges('T')")
-        );
-        assert_eq!(
-            rewrite("alter table t unsplit at values (7, 'x')").as_deref(),
-            Some("CALL holo_unsplit_at('t', (7, 'x'))")
-        );
-        assert_eq!(rewrite("SELECT 1"), None);
-        assert_eq!(rewrite("ALTER TABLE t ADD COLUMN c INT"), None);
-    }
 }

@@ -34,3 +34,18 @@ pub enum StorageError {
     #[error("engine: {0}")]
     Engine(String),
 }
+
+impl StorageError {
+    /// A stable code naming the variant (a key error's own code for
+    /// [`StorageError::Key`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StorageError::Rocks(_) => "STORAGE_ROCKSDB",
+            StorageError::Decode(_) => "STORAGE_DECODE",
+            StorageError::Key(k) => k.code(),
+            StorageError::KeyOutOfRange { .. } => "STORAGE_KEY_OUT_OF_RANGE",
+            StorageError::InvalidCommand(_) => "STORAGE_INVALID_COMMAND",
+            StorageError::Engine(_) => "STORAGE_ENGINE",
+        }
+    }
+}

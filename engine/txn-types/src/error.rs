@@ -107,6 +107,23 @@ pub enum KeyError {
     },
 }
 
+impl KeyError {
+    /// A stable code naming the variant (logs, metrics and the RPC error
+    /// carry it; it never changes once released).
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeyError::Locked(_) => "KEY_LOCKED",
+            KeyError::Conflict(_) => "KEY_WRITE_CONFLICT",
+            KeyError::AlreadyExists { .. } => "KEY_ALREADY_EXISTS",
+            KeyError::RolledBack { .. } => "KEY_TXN_ROLLED_BACK",
+            KeyError::CommitTsExpired { .. } => "KEY_COMMIT_TS_EXPIRED",
+            KeyError::TxnNotFound { .. } => "KEY_TXN_NOT_FOUND",
+            KeyError::Committed { .. } => "KEY_TXN_COMMITTED",
+            KeyError::SnapshotTooOld { .. } => "KEY_SNAPSHOT_TOO_OLD",
+        }
+    }
+}
+
 /// The state of a transaction as decided by its primary key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnStatus {

@@ -41,61 +41,12 @@ fn cut<T>(
     out
 }
 
-/// Test hook: milliseconds every two-phase commit of the process sleeps
-/// after its prewrites, before the primary commit (crash tests kill the
-/// node in that window). Unset in production.
-pub const PAUSE_AFTER_PREWRITE_ENV: &str = "HOLO_TEST_PAUSE_AFTER_PREWRITE_MS";
-/// Test hook: milliseconds every two-phase commit of the process sleeps
-/// after the primary commit, before the secondaries are committed.
-pub const PAUSE_AFTER_PRIMARY_COMMIT_ENV: &str = "HOLO_TEST_PAUSE_AFTER_PRIMARY_COMMIT_MS";
-
-/// Pauses of the two-phase commit asked for by the test hooks, read from
-/// the environment once per process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitPauses {
-    /// Between the last prewrite and the primary commit.
-    pub after_prewrite: Option<Duration>,
-    /// Between the primary commit and the secondaries' commit.
-    pub after_primary_commit: Option<Duration>,
-}
-
-impl CommitPauses {
-    /// The pauses set in the environment (read on the first call, then
-    /// cached). Unset or invalid variables mean no pause.
-    pub fn get() -> CommitPauses {
-        static PAUSES: std::sync::OnceLock<CommitPauses> = std::sync::OnceLock::new();
-        *PAUSES.get_or_init(|| CommitPauses {
-            after_prewrite: pause_from_env(PAUSE_AFTER_PREWRITE_ENV),
-            after_primary_commit: pause_from_env(PAUSE_AFTER_PRIMARY_COMMIT_ENV),
-        })
-    }
-}
-
-fn pause_from_env(name: &str) -> Option<Duration> {
-    let raw = std::env::var(name).ok()?;
-    match raw.trim().parse::<u64>() {
-        Ok(ms) if ms > 0 => {
-            tracing::warn!(
-                name,
-                ms,
-                "test hook enabled: every two-phase commit coordinated here pauses"
-            );
-            Some(Duration::from_millis(ms))
-        }
-        _ => {
-            tracing::warn!(name, value = %raw, "ignoring test hook: not a positive number of milliseconds");
-            None
-        }
-    }
-}
-
-/// Sleeps `pause` when a test hook asks for it.
-async fn test_pause(pause: Option<Duration>, start_ts: Timestamp, point: &'static str) {
-    if let Some(pause) = pause {
-        tracing::warn!(%start_ts, ?pause, point, "test hook: pausing a two-phase commit");
-        tokio::time::sleep(pause).await;
-    }
-}
+/// Failpoint: a two-phase commit pauses after its prewrites, before the
+/// primary commit (`return(MILLISECONDS)`; crash tests kill the node then).
+pub const AFTER_PREWRITE: &str = "txn::after_prewrite";
+/// Failpoint: a two-phase commit pauses after the primary commit, before
+/// the secondaries are committed.
+pub const AFTER_PRIMARY_COMMIT: &str = "txn::after_primary_commit";
 
 /// How long a prewrite waits for a range that has no quorum (from the
 /// first refusal) before the transaction fails.
@@ -114,7 +65,7 @@ impl Transaction {
         deadline: Instant,
         attempt: usize,
     ) -> Result<()> {
-        match resolve_lock(&self.client, lock, Timestamp::ZERO).await? {
+        match resolve_lock(self.client.as_ref(), lock, Timestamp::ZERO).await? {
             Resolution::Resolved => Ok(()),
             Resolution::Pushed(_) | Resolution::Alive => {
                 if Instant::now() >= deadline {
@@ -363,12 +314,7 @@ impl Transaction {
                 e => e,
             });
         }
-        test_pause(
-            CommitPauses::get().after_prewrite,
-            self.start_ts,
-            "after prewrite",
-        )
-        .await;
+        crate::failpoint::pause(AFTER_PREWRITE).await;
         // Commit the primary: its record is the commit point.
         let mut commit_ts = self.client.now().await?;
         let mut pushed = 0;
@@ -398,12 +344,7 @@ impl Transaction {
                 }
             }
         }
-        test_pause(
-            CommitPauses::get().after_primary_commit,
-            self.start_ts,
-            "after the primary commit",
-        )
-        .await;
+        crate::failpoint::pause(AFTER_PRIMARY_COMMIT).await;
         let secondaries: Vec<Vec<u8>> = all_keys.into_iter().filter(|k| *k != primary).collect();
         if !secondaries.is_empty()
             && let Err(e) = self.commit_keys(secondaries, commit_ts).await

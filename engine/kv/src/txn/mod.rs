@@ -16,7 +16,7 @@ use crate::{KvError, Result};
 
 mod commit;
 
-pub use commit::{CommitPauses, PAUSE_AFTER_PREWRITE_ENV, PAUSE_AFTER_PRIMARY_COMMIT_ENV};
+pub use commit::{AFTER_PREWRITE, AFTER_PRIMARY_COMMIT};
 
 /// Limits and knobs of a transaction.
 #[derive(Debug, Clone)]

@@ -33,7 +33,7 @@ use crate::catalog::TableEntry;
 use crate::catalog::provider::HoloTable;
 use crate::codec::column::{ColumnReader, conform};
 use crate::codec::key::TAG_VALUE;
-use crate::error::{SqlError, SqlResult};
+use crate::error::{SqlError, SqlResult, sqlstate};
 
 /// Most VALUES rows the INSERT fast path takes.
 const MAX_FAST_INSERT_ROWS: usize = 64;
@@ -403,12 +403,15 @@ fn encode_key(
             KeyPart::Param(i) => match params {
                 Some(ParamValues::List(list)) => {
                     list.get(*i).map(|v| v.value.clone()).ok_or_else(|| {
-                        SqlError::new("08P01", format!("no value for parameter ${}", i + 1))
+                        SqlError::new(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            format!("no value for parameter ${}", i + 1),
+                        )
                     })?
                 }
                 _ => {
                     return Err(SqlError::new(
-                        "08P01",
+                        sqlstate::PROTOCOL_VIOLATION,
                         format!("no value for parameter ${}", i + 1),
                     ));
                 }

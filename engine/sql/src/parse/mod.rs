@@ -6,6 +6,7 @@
 //! guard ([`dialect`]); and datafusion-pg-catalog's rewrites for the
 //! catalog queries of psql and drivers.
 
+pub(crate) mod custom;
 mod dialect;
 mod scan;
 
@@ -56,8 +57,6 @@ pub fn check_query_size(len: usize) -> SqlResult<()> {
 /// statement timeout) is checked while parsing.
 pub fn parse(sql: &str, interrupt: Option<Arc<Interrupt>>) -> SqlResult<Vec<Statement>> {
     check_query_size(sql.len())?;
-    let rewritten = crate::ranges::rewrite(sql);
-    let sql = rewritten.as_deref().unwrap_or(sql);
     let probe = GuardedDialect::new(0, None);
     let tokens = Tokenizer::new(&probe, sql)
         .tokenize_with_location()

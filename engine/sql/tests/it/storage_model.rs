@@ -26,7 +26,7 @@ fn render_value(v: &[u8]) -> String {
 #[tokio::test]
 async fn worked_example_matches_the_document() {
     let f = fixture().await;
-    let session = f.engine.new_session();
+    let session = holo_sql::Session::new(&f.engine);
     session
         .query(
             "CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL, score INT);

@@ -2,7 +2,7 @@
 //! assets) with latency over time, throughput over time and the latency
 //! histogram of every phase.
 
-use crate::report::Report;
+use super::Report;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::HarnessError;
 use crate::metrics::{Latency, buckets};
 use crate::runner::{CheckResult, RunResult};
-use crate::slo::GateResult;
 use crate::spec::{Vars, Workload};
 use crate::target::TargetInfo;
+
+mod html;
 
 /// Version of the `report.json` schema.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -111,6 +112,19 @@ pub struct Baseline {
 }
 
 /// A whole run.
+/// The verdict of one limit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateResult {
+    /// What is limited, e.g. `main.read p99_ms`.
+    pub gate: String,
+    /// The limit, e.g. `<= 20`.
+    pub threshold: String,
+    /// What was observed.
+    pub observed: String,
+    /// Whether the limit held.
+    pub passed: bool,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Schema version of this file.
@@ -353,7 +367,7 @@ impl Report {
         let files = [
             ("report.json", json),
             ("report.md", self.markdown()),
-            ("report.html", crate::html::render(self)),
+            ("report.html", html::render(self)),
         ];
         for (name, body) in files {
             let p = dir.join(name);
