@@ -7,7 +7,6 @@ missing=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 have_pkg libclang-dev || missing+=(libclang-dev)
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)

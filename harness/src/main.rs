@@ -6,6 +6,7 @@
 //! job (bad file, flag or target); 2 a check or gate failed; 130 interrupted.
 
 mod compare;
+mod conform;
 mod error;
 mod fuzz;
 mod metrics;
@@ -121,6 +122,20 @@ enum Command {
         random_seed: bool,
         /// SQL fuzzer: run every statement on a private PostgreSQL too and
         /// report where the classes of the answers differ.
+        #[arg(long)]
+        vs_postgres: bool,
+        /// The holo-fusion binary (default: next to the harness).
+        #[arg(long)]
+        node_binary: Option<PathBuf>,
+    },
+    /// Run sqllogictest files against a fresh HoloFusion node per file
+    /// (and, with --vs-postgres, a private PostgreSQL). Exits 2 when a
+    /// record does not match.
+    Conform {
+        /// Directory of .slt files.
+        #[arg(default_value = "engine/sql/tests/slt")]
+        dir: PathBuf,
+        /// Also run every file on a private PostgreSQL.
         #[arg(long)]
         vs_postgres: bool,
         /// The holo-fusion binary (default: next to the harness).
@@ -258,6 +273,26 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, HarnessError> {
             )
             .await?;
             fuzz::run(&target, &args).await
+        }
+        Command::Conform {
+            dir,
+            vs_postgres,
+            node_binary,
+        } => {
+            let args = conform::ConformArgs {
+                dir,
+                vs_postgres,
+                target: TargetOptions {
+                    nodes: 1,
+                    node_binary,
+                    sync_writes: true,
+                },
+            };
+            Ok(if conform::run(&args).await? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
         Command::Compare { a, b, threshold } => {
             let ra = Report::read(&a)?;

@@ -1,6 +1,9 @@
-//! The range state machine's merge commands, applied to a real RocksDB
-//! store: what a merge changes, and every rule that refuses one.
+//! The range state machine on a real RocksDB: openraft's storage suite
+//! (`suite`), and the merge commands: what a merge changes, and every rule
+//! that refuses one.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod suite;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
