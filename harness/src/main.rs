@@ -65,8 +65,8 @@ enum Command {
         /// For URL targets: what the server is (decides which operations and checks apply).
         #[arg(long, value_enum, default_value = "postgres")]
         flavor: FlavorArg,
-        /// Nodes of an embedded or docker cluster (1 = one unreplicated
-        /// `--single-node` process; more = a replicated cluster).
+        /// Nodes of an embedded or docker cluster (1 = one `--single-node`
+        /// process, a one-voter cluster; more = a replicated cluster).
         #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// SLO gate file; the run exits 2 when a gate fails.

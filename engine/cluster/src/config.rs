@@ -91,3 +91,29 @@ impl RaftTuning {
         .map_err(|e| format!("raft timing: {e}"))
     }
 }
+
+impl ClusterConfig {
+    /// A one-voter cluster in `data_dir` with default timing, for embedding
+    /// and tests (`--single-node` builds the same from its flags): node 1,
+    /// bootstrapped on first start, one replica per range, the internal RPC
+    /// on an ephemeral loopback port, PostgreSQL at `pg_addr`.
+    pub fn single_node(data_dir: PathBuf, engine: EngineOptions, pg_addr: String) -> ClusterConfig {
+        ClusterConfig {
+            node_id: 1,
+            data_dir,
+            engine,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            pg_addr,
+            join: Vec::new(),
+            bootstrap: true,
+            replication_factor: 1,
+            split_size_bytes: 512 << 20,
+            split_load_qps: 0,
+            dead_node_after: Duration::ZERO,
+            gc_interval: Duration::from_secs(60),
+            gc_ttl: Duration::from_secs(600),
+            raft: RaftTuning::default(),
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //! - [`meta_client`]: the meta range (node registry, descriptors, range
 //!   ids, timestamp oracle) as this node reaches it.
 //! - [`registry`]: the replicas this node holds.
-//! - [`replica`]: one range's leaseholder read and write paths over Raft.
+//! - [`replica`]: one range's leaseholder read and write paths over Raft,
+//!   under [`latch`]es.
 //! - [`node`]: the node, made of the parts above.
 //!
 //! What the node does:
@@ -31,6 +32,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod events;
 pub mod gc;
+pub mod latch;
 pub mod lease;
 pub mod merge;
 pub mod meta;

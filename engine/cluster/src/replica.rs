@@ -13,17 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use holo_kv::KvError;
-use holo_kv::latch::{LatchKind, Latches, Span};
-use holo_kv::replica::prepare_write;
 use holo_kv::service::{KvWrite, RangeHeader, WriteResponse};
 use holo_kv::tso::TimestampOracle;
 use holo_raft::state_machine::SharedState;
 use holo_raft::types::ApplyError;
 use holo_raft::{RaftCommand, RaftResponse, RangeRaft};
-use holo_storage::{MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult};
+use holo_storage::{MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult, WriteCommand};
 use openraft::ServerState;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
+use crate::latch::{LatchKind, Latches, Span};
 use crate::status::ReplicaStatus;
 
 /// How long a proposal may wait for its commit before the answer becomes
@@ -442,4 +441,29 @@ impl RangeReplica {
             tracing::warn!(range = %self.id, error = %e, "raft shutdown failed");
         }
     }
+}
+
+/// The storage command of a write; a one-phase commit takes its commit
+/// timestamp from `tso` now (the caller holds its latches).
+async fn prepare_write(
+    write: KvWrite,
+    tso: &dyn TimestampOracle,
+) -> Result<(WriteCommand, Option<holo_txn_types::Timestamp>)> {
+    Ok(match write {
+        KvWrite::Command(cmd) => (cmd, None),
+        KvWrite::OnePc {
+            mutations,
+            start_ts,
+        } => {
+            let commit_ts = tso.get_ts().await?;
+            (
+                WriteCommand::OnePc {
+                    mutations,
+                    start_ts,
+                    commit_ts,
+                },
+                Some(commit_ts),
+            )
+        }
+    })
 }

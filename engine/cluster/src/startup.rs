@@ -35,6 +35,8 @@ struct ClusterIdent {
 }
 
 const IDENT_KEY: &[u8] = b"cluster_ident";
+/// The identity the removed unreplicated single-node server wrote.
+const LEGACY_IDENT_KEY: &[u8] = b"store_ident";
 
 /// Errors starting a node.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +129,21 @@ impl ClusterNode {
         }
         let engine =
             Arc::new(Engine::open(&config.data_dir, config.engine.clone()).map_err(store_err)?);
-        match engine.get_meta(IDENT_KEY).map_err(store_err)? {
+        let ident = engine.get_meta(IDENT_KEY).map_err(store_err)?;
+        if ident.is_none()
+            && engine
+                .get_meta(LEGACY_IDENT_KEY)
+                .map_err(store_err)?
+                .is_some()
+        {
+            return Err(StartError::Config(format!(
+                "the store in {} was written by the unreplicated single-node server of \
+                 earlier HoloFusion versions, which this version no longer has; dump it with \
+                 that version (pg_dump --data-only) and load the dump into a new data directory",
+                config.data_dir.display()
+            )));
+        }
+        match ident {
             Some(bytes) => {
                 let ident: ClusterIdent = serde_json::from_slice(&bytes)
                     .map_err(|e| StartError::Store(format!("corrupt node identity: {e}")))?;

@@ -9,11 +9,32 @@
 //! leader stops before a successor starts.
 
 use holo_kv::KvError;
-use holo_kv::tso::{HWM_WINDOW_MS, next_timestamp, now_ms};
+use holo_kv::tso::now_ms;
 use holo_raft::{RaftCommand, RaftResponse};
 use holo_txn_types::Timestamp;
+use holo_txn_types::timestamp::LOGICAL_BITS;
 
 use crate::replica::RangeReplica;
+
+/// How far ahead of the clock the replicated high-water mark is pushed.
+pub const HWM_WINDOW_MS: u64 = 3_000;
+const MAX_LOGICAL: u64 = (1 << LOGICAL_BITS) - 1;
+
+/// The timestamp after `last` at wall-clock time `now` (milliseconds):
+/// `now` with logical 0 when the clock moved past `last`, else `last` plus
+/// one logical tick (rolling into the next millisecond when full).
+pub(crate) fn next_timestamp(last: Timestamp, now: u64) -> Timestamp {
+    let (mut physical, mut logical) = if now > last.physical_ms() {
+        (now, 0)
+    } else {
+        (last.physical_ms(), last.logical() + 1)
+    };
+    if logical > MAX_LOGICAL {
+        physical += 1;
+        logical = 0;
+    }
+    Timestamp::compose(physical, logical)
+}
 
 #[derive(Debug, Default)]
 struct State {

@@ -7,7 +7,7 @@ use holo_txn_types::KeyError;
 pub type Result<T, E = KvError> = std::result::Result<T, E>;
 
 /// A KV-layer failure.
-#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KvError {
     /// A transactional rule was violated at one key.
     #[error(transparent)]

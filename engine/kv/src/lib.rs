@@ -1,13 +1,12 @@
 //! HoloStore's key-value layer: what a node serves for its ranges and how a
 //! client reaches them.
 //!
+//! The client side only; the ranges are served by `holo-cluster`.
+//!
 //! - [`service::RangeService`]: the per-node API (get, scan, write) addressed
-//!   by range id and epoch; in-process today ([`node::LocalNode`]), the same
-//!   shape goes over gRPC when ranges are replicated.
-//! - [`replica::Replica`]: one range on one node: latches
-//!   ([`latch::Latches`]), commands evaluated by `holo-storage`.
-//! - [`tso::TimestampOracle`]: strictly increasing timestamps, persisted
-//!   high-water mark.
+//!   by range id and epoch, in-process for the local node and over gRPC for
+//!   peers.
+//! - [`tso::TimestampOracle`]: strictly increasing timestamps.
 //! - [`router::RangeCache`] and [`client::KvClient`]: route keys to ranges,
 //!   refresh stale routes, resolve locks met on the way.
 //! - [`txn::Transaction`]: snapshot reads with read-your-writes, buffered
@@ -18,11 +17,7 @@ pub mod active;
 pub mod client;
 pub mod error;
 pub mod failpoint;
-pub mod gc;
-pub mod latch;
 pub mod lock_resolver;
-pub mod node;
-pub mod replica;
 pub mod router;
 pub mod service;
 pub mod tso;
@@ -32,6 +27,5 @@ pub use client::KvClient;
 pub use error::{KvError, Result};
 /// For the SQL layer, which reaches storage only through this crate.
 pub use holo_storage::blocking;
-pub use node::LocalNode;
-pub use tso::{LocalTso, TimestampOracle};
+pub use tso::TimestampOracle;
 pub use txn::{CommitInfo, Transaction, TxnOptions};

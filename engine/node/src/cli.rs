@@ -24,9 +24,10 @@ pub enum Command {
 /// Options of `holo-fusion start`.
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Run as a single-node store without replication (bootstraps the store
-    /// on first start). Without it the node is part of a replicated cluster:
-    /// give `--node-id`, `--listen` and `--bootstrap` or `--join`.
+    /// Run as a one-node cluster: node 1, one voter per range, bootstrapped
+    /// on first start; the same range, Raft and transaction code as a
+    /// replicated cluster. Without it the node is part of a replicated
+    /// cluster: give `--node-id`, `--listen` and `--bootstrap` or `--join`.
     #[arg(long)]
     pub single_node: bool,
 
@@ -34,14 +35,10 @@ pub struct StartArgs {
     #[arg(long, env = "HOLO_NODE_ID")]
     pub node_id: Option<u64>,
 
-    /// Address of the internal RPC endpoint (Raft and KV traffic).
-    #[arg(
-        long,
-        env = "HOLO_LISTEN",
-        default_value = "127.0.0.1:26257",
-        value_name = "ADDR"
-    )]
-    pub listen: SocketAddr,
+    /// Address of the internal RPC endpoint (Raft and KV traffic); default
+    /// 127.0.0.1:26257, or an ephemeral loopback port with --single-node.
+    #[arg(long, env = "HOLO_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
     /// RPC address other nodes should use (defaults to --listen).
     #[arg(long, env = "HOLO_ADVERTISE", value_name = "HOST:PORT")]

@@ -1,14 +1,12 @@
-//! Starting a node: store, KV client, SQL engine, PostgreSQL endpoint.
+//! Starting a node: the cluster node (one voter with `--single-node`), the
+//! SQL engine on its KV client, the PostgreSQL endpoint.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use holo_cluster::admin::ClusterAdminImpl;
 use holo_cluster::{ClusterConfig, ClusterNode, RaftTuning};
-use holo_kv::client::RetryPolicy;
-use holo_kv::gc::{GcConfig, GcWorker};
 use holo_kv::service::ClusterAdmin;
-use holo_kv::service::{RangeDirectory, RangeService};
-use holo_kv::{KvClient, LocalNode};
 use holo_pg_server::{PgServer, ServerOptions};
 use holo_sql::{SqlEngine, SqlOptions};
 use holo_storage::EngineOptions;
@@ -21,14 +19,6 @@ pub enum NodeError {
     /// A flag combination is not supported.
     #[error("invalid arguments: {0}")]
     Args(String),
-    /// The store could not be opened.
-    #[error("opening the store in {dir}: {source}")]
-    Store {
-        /// The data directory.
-        dir: String,
-        /// The cause.
-        source: holo_kv::KvError,
-    },
     /// The SQL layer could not start.
     #[error("starting the SQL layer: {0}")]
     Sql(#[from] holo_sql::SqlError),
@@ -61,44 +51,30 @@ async fn start(args: StartArgs) -> Result<(), NodeError> {
         block_cache_bytes: args.block_cache_mib << 20,
         ..EngineOptions::default()
     };
+    // Boxed: the node's start-up future is deep enough to exceed the
+    // compiler's layout recursion limit when inlined into `run`.
     if args.single_node {
-        start_single(args, engine_options).await
+        Box::pin(start_single(args, engine_options)).await
     } else {
-        start_cluster(args, engine_options).await
+        Box::pin(start_cluster(args, engine_options)).await
     }
 }
 
+/// `--single-node`: a one-voter cluster, served by the same range, Raft,
+/// latch, timestamp and GC code as a replicated one.
 async fn start_single(args: StartArgs, engine_options: EngineOptions) -> Result<(), NodeError> {
-    if args.bootstrap || !args.join.is_empty() {
+    if args.bootstrap || !args.join.is_empty() || args.node_id.is_some_and(|id| id != 1) {
         return Err(NodeError::Args(
-            "--single-node cannot be combined with --bootstrap or --join".into(),
+            "--single-node cannot be combined with --bootstrap, --join or a --node-id other than 1"
+                .into(),
         ));
     }
-    let node = LocalNode::open_single(&args.data_dir, engine_options).map_err(|source| {
-        NodeError::Store {
-            dir: args.data_dir.display().to_string(),
-            source,
-        }
-    })?;
-    let kv = Arc::new(KvClient::new(
-        node.clone() as Arc<dyn RangeDirectory>,
-        vec![node.clone() as Arc<dyn RangeService>],
-        node.tso(),
-        RetryPolicy::default(),
-    ));
-    let engine = SqlEngine::new(kv.clone(), SqlOptions::default()).await?;
-    let gc = GcWorker::new(
-        node.clone(),
-        kv,
-        GcConfig {
-            interval: args.gc_interval,
-            ttl: args.gc_ttl,
-            ..GcConfig::default()
-        },
-    );
-    tokio::spawn(gc.run());
-    let node_id = node.ident().node_id;
-    serve_sql(&args, engine, node_id).await
+    let mut config = cluster_config(&args, 1, engine_options)?;
+    config.bootstrap = true;
+    config.listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    serve_node(&args, config).await
 }
 
 async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result<(), NodeError> {
@@ -107,16 +83,28 @@ async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result
             "a cluster node needs --node-id (or use --single-node)".into(),
         ));
     };
+    let config = cluster_config(&args, node_id, engine_options)?;
+    serve_node(&args, config).await
+}
+
+/// The node's configuration from its flags.
+fn cluster_config(
+    args: &StartArgs,
+    node_id: u64,
+    engine: EngineOptions,
+) -> Result<ClusterConfig, NodeError> {
     if args.raft_heartbeat_ms < 10 {
         return Err(NodeError::Args(
             "--raft-heartbeat-ms must be at least 10".into(),
         ));
     }
-    let config = ClusterConfig {
+    Ok(ClusterConfig {
         node_id,
         data_dir: args.data_dir.clone(),
-        engine: engine_options,
-        listen: args.listen,
+        engine,
+        listen: args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 26257))),
         advertise: args.advertise.clone(),
         pg_addr: args
             .pg_advertise
@@ -137,7 +125,13 @@ async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result
             snapshot_every: args.raft_snapshot_every,
             logs_to_keep: (args.raft_snapshot_every / 10).max(10),
         },
-    };
+    })
+}
+
+/// Starts the cluster node, then the SQL layer and the PostgreSQL endpoint
+/// on it.
+async fn serve_node(args: &StartArgs, config: ClusterConfig) -> Result<(), NodeError> {
+    let node_id = config.node_id;
     let node = ClusterNode::start(config).await?;
     tracing::info!(node_id, rpc = %node.addr().rpc, "cluster node started");
     let admin: Arc<dyn ClusterAdmin> = Arc::new(ClusterAdminImpl::new(&node));
@@ -149,7 +143,7 @@ async fn start_cluster(args: StartArgs, engine_options: EngineOptions) -> Result
         },
     )
     .await?;
-    serve_sql(&args, engine, node_id).await
+    serve_sql(args, engine, node_id).await
 }
 
 async fn serve_sql(

@@ -23,7 +23,7 @@ fn render_value(v: &[u8]) -> String {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worked_example_matches_the_document() {
     let f = fixture().await;
     let session = holo_sql::Session::new(&f.engine);

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use holo_kv::service::KvWrite;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -170,6 +171,31 @@ impl Latches {
     /// Whether no latch is held or waited for.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The latches a write takes: its keys; a one-phase commit's also block
+/// readers (its commit timestamp is taken inside them).
+pub fn write_latch_spans(write: &KvWrite) -> (Vec<Span>, LatchKind) {
+    match write {
+        KvWrite::Command(cmd) => (
+            cmd.keys().iter().map(|k| Span::point(k)).collect(),
+            LatchKind::Write {
+                blocks_reads: false,
+            },
+        ),
+        KvWrite::OnePc { mutations, .. } => (
+            mutations.iter().map(|m| Span::point(&m.key)).collect(),
+            LatchKind::Write { blocks_reads: true },
+        ),
+    }
+}
+
+impl Latches {
+    /// Acquires the latches of `write` (see [`write_latch_spans`]).
+    pub async fn acquire_for(self: &Arc<Self>, write: &KvWrite) -> LatchGuard {
+        let (spans, kind) = write_latch_spans(write);
+        self.acquire(spans, kind).await
     }
 }
 

@@ -5,20 +5,22 @@ use holo_kv::{KvError, Transaction, TxnOptions};
 use holo_storage::WriteCommand;
 use holo_txn_types::{KeyError, Mutation};
 
+use holo_cluster::meta::META_END;
+
 use crate::cluster;
 
 fn opts() -> TxnOptions {
     TxnOptions::default()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_your_writes_and_atomic_commit() {
-    let c = cluster(&[]);
+    let c = cluster(&[]).await;
     let t = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     t.put(b"a".to_vec(), b"1".to_vec()).unwrap();
     t.insert(b"b".to_vec(), b"2".to_vec()).unwrap();
     assert_eq!(t.get(b"a").await.unwrap(), Some(b"1".to_vec()));
-    let (pairs, next) = t.scan_chunk(b"", b"", 100).await.unwrap();
+    let (pairs, next) = t.scan_chunk(META_END, b"", 100).await.unwrap();
     assert_eq!(pairs.len(), 2);
     assert!(next.is_none());
     // Another transaction sees nothing yet.
@@ -49,9 +51,9 @@ async fn read_your_writes_and_atomic_commit() {
     assert_eq!(check.get(b"a").await.unwrap(), Some(b"1".to_vec()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_committer_wins() {
-    let c = cluster(&[]);
+    let c = cluster(&[]).await;
     let setup = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     setup.put(b"k".to_vec(), b"0".to_vec()).unwrap();
     setup.commit().await.unwrap();
@@ -69,10 +71,11 @@ async fn first_committer_wins() {
     assert_eq!(r.get(b"k").await.unwrap(), Some(b"2".to_vec()));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_phase_commit_across_ranges_is_all_or_nothing() {
-    let c = cluster(&[b"m", b"t"]);
-    assert_eq!(c.node.range_descriptors().len(), 3);
+    let c = cluster(&[b"m", b"t"]).await;
+    // The meta range and three data ranges.
+    assert_eq!(c.node.replicas().len(), 4);
     // Commit across three ranges.
     let t = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     for k in [b"a", b"n", b"x"] {
@@ -103,18 +106,23 @@ async fn two_phase_commit_across_ranges_is_all_or_nothing() {
     assert_eq!(r.get(b"b").await.unwrap(), None);
     assert_eq!(r.get(b"o").await.unwrap(), None);
     // No lock is left behind.
-    assert!(
-        c.node
-            .store()
-            .reader()
-            .scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_locks(&c);
 }
 
+/// No lock is left anywhere in the store.
+fn assert_no_locks(c: &crate::Cluster) {
+    let locks = c
+        .node
+        .store()
+        .reader()
+        .scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10)
+        .unwrap();
+    assert!(locks.is_empty(), "{locks:?}");
+}
+
+/// Every pair of the data ranges (the meta range's keys sort first).
 async fn scan_all(t: &Transaction) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
-    let mut start = Vec::new();
+    let mut start = META_END.to_vec();
     let mut out = Vec::new();
     let mut calls = 0;
     loop {
@@ -128,9 +136,9 @@ async fn scan_all(t: &Transaction) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_transaction_is_rolled_back_after_ttl() {
-    let c = cluster(&[b"m"]);
+    let c = cluster(&[b"m"]).await;
     let start = c.client.now().await.unwrap();
     // A coordinator prewrites in two ranges with a short TTL, then dies.
     for (key, primary) in [(b"a", b"a"), (b"q", b"a")] {
@@ -153,23 +161,16 @@ async fn abandoned_transaction_is_rolled_back_after_ttl() {
     let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     assert_eq!(r.get(b"q").await.unwrap(), None);
     assert_eq!(r.get(b"a").await.unwrap(), None);
-    assert!(
-        c.node
-            .store()
-            .reader()
-            .scan_locks(b"", b"", holo_txn_types::Timestamp::MAX, 10)
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_locks(&c);
     // A writer can now use the keys.
     let w = Transaction::begin(c.client.clone(), opts()).await.unwrap();
     w.put(b"q".to_vec(), b"real".to_vec()).unwrap();
     w.commit().await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reader_is_not_blocked_by_a_live_transaction() {
-    let c = cluster(&[b"m"]);
+    let c = cluster(&[b"m"]).await;
     let start = c.client.now().await.unwrap();
     c.client
         .write_key(
