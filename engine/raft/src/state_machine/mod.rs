@@ -37,8 +37,14 @@ pub const SPLIT_INIT_INDEX: u64 = 5;
 
 type SResult<T> = Result<T, StorageError<u64>>;
 
+mod merge;
+mod persist;
 mod snapshot;
 
+pub use persist::{
+    bootstrap_range, delete_range_state, initial_split_state, is_tombstoned, load_state,
+    local_ranges,
+};
 pub use snapshot::{RangeSnapshotBuilder, snapshot_descriptor};
 
 /// The persisted state of a range's state machine.
@@ -140,111 +146,6 @@ pub enum SmEvent {
 
 fn any(e: impl std::fmt::Display) -> AnyError {
     AnyError::error(e.to_string())
-}
-
-/// The state of the right-hand range written in the same batch that applies
-/// a split: applied and purged at [`SPLIT_INIT_INDEX`], same membership.
-pub fn initial_split_state(
-    batch: &mut WriteBatch,
-    engine: &Engine,
-    right: &RangeDescriptor,
-    membership: &StoredMembership<u64, NodeAddr>,
-) -> Result<(), AnyError> {
-    let cf = engine.cf(CF_RAFT).map_err(any)?;
-    let log_id = LogId::new(openraft::CommittedLeaderId::new(0, 0), SPLIT_INIT_INDEX);
-    let state = SmState {
-        applied: Some(log_id),
-        membership: StoredMembership::new(Some(log_id), membership.membership().clone()),
-        desc: right.clone(),
-        tso_high_water_ms: 0,
-        frozen: 0,
-        aborted_merges: Vec::new(),
-    };
-    batch.put_cf(cf, key(right.id, TAG_SM), encode(&state).map_err(any)?);
-    batch.put_cf(cf, key(right.id, TAG_PURGED), encode(&log_id).map_err(any)?);
-    Ok(())
-}
-
-/// Reads the persisted state machine state of `range`, if any.
-pub fn load_state(engine: &Engine, range: RangeId) -> Result<Option<SmState>, AnyError> {
-    let cf = engine.cf(CF_RAFT).map_err(any)?;
-    match engine.db().get_cf(cf, key(range, TAG_SM)).map_err(any)? {
-        Some(bytes) => Ok(Some(decode(&bytes).map_err(any)?)),
-        None => Ok(None),
-    }
-}
-
-/// Writes the initial state of a range created when a cluster is
-/// bootstrapped: voters `members`, log purged up to [`SPLIT_INIT_INDEX`] (as
-/// for a split-created range), so a replica added later always starts from a
-/// snapshot. A single-voter group elects itself when it starts.
-pub fn bootstrap_range(
-    engine: &Engine,
-    desc: &RangeDescriptor,
-    members: std::collections::BTreeMap<u64, NodeAddr>,
-) -> Result<(), AnyError> {
-    let voters: std::collections::BTreeSet<u64> = members.keys().copied().collect();
-    let membership = openraft::Membership::new(vec![voters], members);
-    let mut batch = WriteBatch::default();
-    initial_split_state(
-        &mut batch,
-        engine,
-        desc,
-        &StoredMembership::new(None, membership),
-    )?;
-    engine.write_with_sync(batch, true).map_err(any)
-}
-
-/// Deletes every piece of `range`'s Raft state (log, vote, applied state)
-/// in `batch`; its data keys belong to whichever range covers them now.
-pub fn delete_range_state(
-    batch: &mut WriteBatch,
-    engine: &Engine,
-    range: RangeId,
-) -> Result<(), AnyError> {
-    let cf = engine.cf(CF_RAFT).map_err(any)?;
-    let start = range.0.to_be_bytes().to_vec();
-    let end = match range.0.checked_add(1) {
-        Some(next) => next.to_be_bytes().to_vec(),
-        None => vec![0xFF; 9],
-    };
-    batch.delete_range_cf(cf, start, end);
-    Ok(())
-}
-
-/// Key marking a range id as merged away for good: no replica of it is
-/// created or filled again on this node. Outside the `range id | tag`
-/// keys, so deleting a range's state keeps it.
-fn tombstone_key(range: RangeId) -> Vec<u8> {
-    let mut k = vec![0xFF, b'T'];
-    k.extend_from_slice(&range.0.to_be_bytes());
-    k
-}
-
-/// Whether `range` was merged away on this node.
-pub fn is_tombstoned(engine: &Engine, range: RangeId) -> Result<bool, AnyError> {
-    let cf = engine.cf(CF_RAFT).map_err(any)?;
-    Ok(engine
-        .db()
-        .get_cf(cf, tombstone_key(range))
-        .map_err(any)?
-        .is_some())
-}
-
-/// Ids of every range with Raft state on the engine.
-pub fn local_ranges(engine: &Engine) -> Result<Vec<SmState>, AnyError> {
-    let cf = engine.cf(CF_RAFT).map_err(any)?;
-    let mut it = engine.db().raw_iterator_cf(cf);
-    it.seek_to_first();
-    let mut out = Vec::new();
-    while let Some((k, v)) = it.item() {
-        if k.len() == 9 && k[8] == TAG_SM {
-            out.push(decode(v).map_err(any)?);
-        }
-        it.next();
-    }
-    it.status().map_err(any)?;
-    Ok(out)
 }
 
 /// A range's state machine.
@@ -420,122 +321,6 @@ impl RangeStateMachine {
                 None,
             ),
         })
-    }
-
-    fn freeze(&mut self, nonce: u64) -> Result<RangeDescriptor, ApplyError> {
-        if nonce == 0 {
-            return Err(ApplyError::Invalid("merge nonce 0".into()));
-        }
-        if self.state.frozen != 0 && self.state.frozen != nonce {
-            return Err(ApplyError::Frozen);
-        }
-        if self.state.desc.start_key.is_empty() {
-            return Err(ApplyError::Invalid(
-                "the first range cannot be merged away".into(),
-            ));
-        }
-        if !self.settled_voters_only() {
-            return Err(ApplyError::Invalid(
-                "the range's replicas are changing".into(),
-            ));
-        }
-        self.state.frozen = nonce;
-        Ok(self.state.desc.clone())
-    }
-
-    /// Applies a merge: checks that `right` is this range's right-hand
-    /// neighbour on the same replicas and that the attempt was not fenced,
-    /// then widens the descriptor and drops the right range's Raft state
-    /// (its data keys stay where they are: they now belong to this range).
-    /// Whether the membership is one settled set of voters (no change in
-    /// progress, no learners): a merge or freeze needs every replica of the
-    /// range to hold the other range's data too.
-    fn settled_voters_only(&self) -> bool {
-        let m = self.state.membership.membership();
-        m.get_joint_config().len() == 1 && m.learner_ids().next().is_none()
-    }
-
-    fn merge(
-        &mut self,
-        right: &RangeDescriptor,
-        nonce: u64,
-        left_version: u64,
-        batch: &mut WriteBatch,
-    ) -> SResult<Result<RangeDescriptor, ApplyError>> {
-        let desc = &self.state.desc;
-        if self.state.frozen != 0 {
-            return Ok(Err(ApplyError::Frozen));
-        }
-        if desc.epoch.version != left_version {
-            return Ok(Err(ApplyError::Invalid(format!(
-                "range {} changed since the merge was planned",
-                desc.id
-            ))));
-        }
-        if !self.settled_voters_only() {
-            return Ok(Err(ApplyError::Invalid(format!(
-                "the replicas of range {} are changing",
-                desc.id
-            ))));
-        }
-        if self.state.aborted_merges.contains(&nonce) {
-            return Ok(Err(ApplyError::Invalid(format!(
-                "merge attempt {nonce} was aborted"
-            ))));
-        }
-        if desc.end_key.is_empty() || desc.end_key != right.start_key || right.id == desc.id {
-            return Ok(Err(ApplyError::Invalid(format!(
-                "range {} is not the right-hand neighbour of range {}",
-                right.id, desc.id
-            ))));
-        }
-        let voters = |d: &RangeDescriptor| {
-            d.replicas
-                .iter()
-                .map(|r| r.node_id)
-                .collect::<std::collections::BTreeSet<_>>()
-        };
-        if voters(desc) != voters(right) {
-            return Ok(Err(ApplyError::Invalid(format!(
-                "ranges {} and {} have different replicas",
-                desc.id, right.id
-            ))));
-        }
-        let mut left = desc.clone();
-        left.end_key = right.end_key.clone();
-        left.epoch.version = desc.epoch.version.max(right.epoch.version) + 1;
-        delete_range_state(batch, &self.engine, right.id)
-            .map_err(StorageIOError::write_state_machine)?;
-        let cf = self
-            .engine
-            .cf(CF_RAFT)
-            .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
-        batch.put_cf(cf, tombstone_key(right.id), []);
-        self.state.desc = left.clone();
-        Ok(Ok(left))
-    }
-
-    fn merge_abort(&mut self, nonce: u64, right_start: &[u8]) -> Result<bool, ApplyError> {
-        let desc = &self.state.desc;
-        if desc.end_key.as_slice() == right_start {
-            if !self.state.aborted_merges.contains(&nonce) {
-                self.state.aborted_merges.push(nonce);
-                let excess = self
-                    .state
-                    .aborted_merges
-                    .len()
-                    .saturating_sub(ABORTED_MERGES_KEPT);
-                self.state.aborted_merges.drain(..excess);
-            }
-            return Ok(true);
-        }
-        if desc.contains(right_start) {
-            return Ok(false);
-        }
-        Err(ApplyError::Invalid(format!(
-            "range {} does not border {:?}",
-            desc.id, right_start
-        )))
     }
 
     fn apply_entries<I>(&mut self, entries: I) -> SResult<Vec<RaftResponse>>
