@@ -234,7 +234,11 @@ impl RaftLogStorage<TypeConfig> for RangeLogStore {
                     encode(&entry).map_err(any)?,
                 );
             }
-            self.engine.write_with_sync(batch, true).map_err(any)
+            // Appends follow `--no-sync-writes` (a machine crash may then
+            // lose acknowledged entries, as the flag says); votes, purges
+            // and truncations are always synced.
+            let sync = self.engine.options().sync_writes;
+            self.engine.write_with_sync(batch, sync).map_err(any)
         };
         match holo_storage::blocking(write) {
             Ok(()) => {

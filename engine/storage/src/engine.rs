@@ -113,8 +113,8 @@ impl Engine {
     }
 
     /// Writes `batch` atomically, synced or not regardless of the engine
-    /// options (Raft logs are always synced; state-machine applies need not
-    /// be, their log is).
+    /// options (Raft votes and log truncations are always synced;
+    /// state-machine applies need not be, their log is).
     pub fn write_with_sync(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
