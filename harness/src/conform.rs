@@ -12,31 +12,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqllogictest::{DBOutput, DefaultColumnType, Runner};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::error::HarnessError;
-use crate::target::{Target, TargetOptions, TargetSpec};
+use crate::runner::describe_error;
+use crate::target::{Target, TargetOptions, TargetSpec, connect_once};
 
-/// A failed statement: its SQLSTATE and message.
+/// A failed statement: `SQLSTATE: message` ([`describe_error`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct SltError {
-    code: String,
-    message: String,
-}
+#[error("{0}")]
+pub struct SltError(String);
 
 impl From<tokio_postgres::Error> for SltError {
     fn from(e: tokio_postgres::Error) -> SltError {
-        match e.as_db_error() {
-            Some(db) => SltError {
-                code: db.code().code().to_string(),
-                message: db.message().to_string(),
-            },
-            None => SltError {
-                code: "connection".into(),
-                message: e.to_string(),
-            },
-        }
+        SltError(describe_error(&e))
     }
 }
 
@@ -97,12 +86,7 @@ impl sqllogictest::AsyncDB for Conn {
 }
 
 async fn connect(config: tokio_postgres::Config, engine: &'static str) -> Result<Conn, SltError> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "conformance connection closed");
-        }
-    });
+    let client = connect_once(&config).await?;
     Ok(Conn { client, engine })
 }
 
@@ -157,7 +141,9 @@ pub struct ConformArgs {
 pub async fn run(args: &ConformArgs) -> Result<bool, HarnessError> {
     let files = files(&args.dir)?;
     let postgres = if args.vs_postgres {
-        Some(Target::start(&TargetSpec::Postgres, &args.target).await?)
+        let pg = Target::start(&TargetSpec::Postgres, &args.target).await?;
+        let admin = pg.connect(0).await?;
+        Some((pg, admin))
     } else {
         None
     };
@@ -173,9 +159,8 @@ pub async fn run(args: &ConformArgs) -> Result<bool, HarnessError> {
             }
         }
         drop(node);
-        if let Some(pg) = &postgres {
+        if let Some((pg, admin)) = &postgres {
             let db = format!("slt_{i}");
-            let admin = pg.connect(0).await?;
             for sql in [
                 format!("DROP DATABASE IF EXISTS {db}"),
                 format!("CREATE DATABASE {db}"),

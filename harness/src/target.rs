@@ -88,6 +88,20 @@ pub struct TargetInfo {
     pub endpoints: Vec<String>,
 }
 
+/// One connection attempt with `config`; the connection runs in the
+/// background until the client is dropped.
+pub async fn connect_once(
+    config: &tokio_postgres::Config,
+) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection closed");
+        }
+    });
+    Ok(client)
+}
+
 /// A running target; dropping it stops what the harness started.
 pub struct Target {
     /// Report description.
@@ -177,15 +191,8 @@ impl Target {
         let config = &self.configs[i % self.configs.len()];
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match config.connect(NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection closed");
-                        }
-                    });
-                    return Ok(client);
-                }
+            match connect_once(config).await {
+                Ok(client) => return Ok(client),
                 Err(e) if Instant::now() < deadline => {
                     tracing::debug!(error = %e, "connect retry");
                     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -165,7 +165,10 @@ impl ClusterNode {
         }
         // Every replica must take part: with one down, the freeze would
         // only block the right range until the attempt gives up.
-        if let Some(down) = voters(&left).into_iter().find(|v| !self.recently_seen(*v)) {
+        if let Some(down) = voters(&left)
+            .into_iter()
+            .find(|v| !self.peers().recently_seen(*v))
+        {
             return Err(KvError::Aborted(format!(
                 "node {down}, a replica of ranges {} and {}, is not answering",
                 left.id, right_loc.desc.id

@@ -133,17 +133,6 @@ impl ClusterNode {
         self.meta.timestamp().await
     }
 
-    /// Whether `node` is considered dead (`--dead-node-secs` without an
-    /// answer; never when that is 0).
-    pub fn is_dead(&self, node: u64) -> bool {
-        self.peers.is_dead(node)
-    }
-
-    /// Whether `node` answered a probe in the last few seconds.
-    pub fn recently_seen(&self, node: u64) -> bool {
-        self.peers.recently_seen(node)
-    }
-
     /// The node's status.
     pub fn status(&self) -> NodeStatus {
         NodeStatus {

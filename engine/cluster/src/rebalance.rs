@@ -153,7 +153,7 @@ impl ClusterNode {
             let Some(voters) = r.settled_voters() else {
                 continue;
             };
-            let Some(dead) = voters.iter().copied().find(|v| self.is_dead(*v)) else {
+            let Some(dead) = voters.iter().copied().find(|v| self.peers().is_dead(*v)) else {
                 continue;
             };
             if !live.keys().any(|id| !voters.contains(id)) {

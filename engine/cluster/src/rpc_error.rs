@@ -109,13 +109,12 @@ impl From<&KvError> for RpcError {
 
 impl From<RpcError> for KvError {
     fn from(e: RpcError) -> KvError {
+        if let Some(k) = e.key_error {
+            return KvError::Key(k);
+        }
         let range = e.range.unwrap_or(RangeId(0));
         let node = e.node.unwrap_or(0);
         match e.code.as_str() {
-            _ if e.key_error.is_some() => match e.key_error {
-                Some(k) => KvError::Key(k),
-                None => KvError::Unavailable(e.message),
-            },
             "KV_RANGE_NOT_FOUND" => KvError::RangeNotFound {
                 range_id: range,
                 node_id: node,
