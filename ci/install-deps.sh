@@ -10,6 +10,7 @@ have_pkg libclang-dev || missing+=(libclang-dev)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 if ((${#missing[@]})); then
   SUDO=""

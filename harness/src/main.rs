@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::HarnessError;
-use crate::report::Report;
+use crate::report::{Attachments, Report};
 use crate::runner::RunOptions;
 use crate::slo::SloFile;
 use crate::spec::{Flavor, Workload, parse_duration};
@@ -367,9 +367,12 @@ async fn run_once(
     flavor: Option<Flavor>,
     args: &RunArgs,
     interrupted: &Arc<AtomicBool>,
-) -> Result<Report, HarnessError> {
+) -> Result<(Report, String), HarnessError> {
     let file = args.workload.display().to_string();
-    let (workload, vars) = Workload::load(&args.workload, args.scale)?;
+    let (mut workload, vars) = Workload::load(&args.workload, args.scale)?;
+    if let Some(d) = args.duration {
+        workload.set_duration(d);
+    }
     eprintln!("starting target {}...", spec.kind());
     let mut target = Target::start(spec, &args.options).await?;
     if let Some(f) = flavor {
@@ -384,13 +387,10 @@ async fn run_once(
         target.info.endpoints.join(", ")
     );
     let started = chrono::Utc::now().to_rfc3339();
-    let opts = RunOptions {
-        duration: args.duration,
-        quiet: args.quiet,
-    };
+    let opts = RunOptions { quiet: args.quiet };
     let result = runner::run(target.clone(), &workload, &vars, &opts, interrupted.clone()).await?;
     let finished = chrono::Utc::now().to_rfc3339();
-    Ok(Report::new(
+    let report = Report::new(
         &workload,
         &file,
         &vars,
@@ -399,13 +399,25 @@ async fn run_once(
         started,
         finished,
         &result,
-    ))
+    );
+    Ok((report, workload.to_yaml()))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode, HarnessError> {
     // Fail on bad files before starting anything.
     Workload::load(&args.workload, args.scale)?;
     let slo = args.slo.as_deref().map(SloFile::load).transpose()?;
+    let slo_copy = match &args.slo {
+        Some(path) => Some((
+            path.file_name()
+                .map_or("slo.yaml".into(), |n| n.to_string_lossy().into_owned()),
+            std::fs::read_to_string(path).map_err(|e| HarnessError::Flag {
+                flag: "--slo".into(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?,
+        )),
+        None => None,
+    };
     let baseline = args.baseline.as_deref().map(Report::read).transpose()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
@@ -417,16 +429,23 @@ async fn run(args: RunArgs) -> Result<ExitCode, HarnessError> {
         });
     }
     let flavor = matches!(args.target, TargetSpec::Url(_)).then_some(args.flavor);
-    let mut report = run_once(&args.target, flavor, &args, &interrupted).await?;
+    let (mut report, workload_yaml) = run_once(&args.target, flavor, &args, &interrupted).await?;
+    let attachments = Attachments {
+        workload_yaml,
+        slo: slo_copy,
+    };
     if args.vs_postgres {
-        let pg = run_once(&TargetSpec::Postgres, None, &args, &interrupted).await?;
-        let mut pg = pg;
+        let (mut pg, _) = run_once(&TargetSpec::Postgres, None, &args, &interrupted).await?;
         pg.verdict = if pg.checks.iter().all(|c| c.passed) {
             "pass".into()
         } else {
             "fail".into()
         };
-        let dir = pg.write(&args.out, "-postgres")?;
+        let pg_attachments = Attachments {
+            slo: None,
+            ..attachments.clone()
+        };
+        let dir = pg.write(&args.out, "-postgres", &pg_attachments)?;
         eprintln!("baseline report: {}", dir.display());
         report.set_baseline(&pg, &dir.display().to_string());
     } else if let (Some(b), Some(path)) = (&baseline, &args.baseline) {
@@ -440,7 +459,7 @@ async fn run(args: RunArgs) -> Result<ExitCode, HarnessError> {
     } else {
         "fail".into()
     };
-    let dir = report.write(&args.out, "")?;
+    let dir = report.write(&args.out, "", &attachments)?;
     println!("{}", report.markdown());
     println!("report: {}", dir.display());
     print_failures(&report, &dir);

@@ -13,6 +13,12 @@ fn histogram(sigfig: u8) -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_MICROS, sigfig).expect("constant histogram bounds are valid")
 }
 
+/// A small histogram for one operation's second: one significant digit
+/// (about 6% resolution), grown only as far as the latencies recorded.
+fn coarse_histogram() -> Histogram<u64> {
+    Histogram::new(1).expect("one significant digit is valid")
+}
+
 /// What one client recorded for one operation.
 #[derive(Debug, Clone)]
 pub struct OpStats {
@@ -26,6 +32,8 @@ pub struct OpStats {
     pub retries: u64,
     /// Rows affected by successful executions.
     pub rows: u64,
+    /// This operation by second since the measured part began.
+    pub timeline: Vec<Second>,
 }
 
 impl Default for OpStats {
@@ -36,6 +44,7 @@ impl Default for OpStats {
             errors: BTreeMap::new(),
             retries: 0,
             rows: 0,
+            timeline: Vec::new(),
         }
     }
 }
@@ -50,6 +59,7 @@ impl OpStats {
         }
         self.retries += other.retries;
         self.rows += other.rows;
+        merge_timeline(&mut self.timeline, &other.timeline);
     }
 
     /// Total failed executions.
@@ -73,6 +83,32 @@ impl Default for Second {
             latency: histogram(2),
             errors: 0,
         }
+    }
+}
+
+impl Second {
+    fn coarse() -> Second {
+        Second {
+            latency: coarse_histogram(),
+            errors: 0,
+        }
+    }
+}
+
+fn second_of(timeline: &mut Vec<Second>, second: usize, new: fn() -> Second) -> &mut Second {
+    if timeline.len() <= second {
+        timeline.resize_with(second + 1, new);
+    }
+    &mut timeline[second]
+}
+
+fn merge_timeline(mine: &mut Vec<Second>, theirs: &[Second]) {
+    if mine.len() < theirs.len() {
+        mine.resize_with(theirs.len(), Second::coarse);
+    }
+    for (m, t) in mine.iter_mut().zip(theirs) {
+        let _ = m.latency.add(&t.latency);
+        m.errors += t.errors;
     }
 }
 
@@ -115,8 +151,12 @@ impl ClientStats {
         s.ok += 1;
         s.rows += rows;
         s.retries += retries;
-        let t = self.second(second);
-        let _ = t.latency.record(micros);
+        let _ = second_of(&mut s.timeline, second, Second::coarse)
+            .latency
+            .record(micros);
+        let _ = second_of(&mut self.timeline, second, Second::default)
+            .latency
+            .record(micros);
     }
 
     /// Records an execution during warm-up.
@@ -136,14 +176,8 @@ impl ClientStats {
         let s = self.ops.entry(op.to_string()).or_default();
         *s.errors.entry(code.to_string()).or_default() += 1;
         s.retries += retries;
-        self.second(second).errors += 1;
-    }
-
-    fn second(&mut self, second: usize) -> &mut Second {
-        if self.timeline.len() <= second {
-            self.timeline.resize_with(second + 1, Second::default);
-        }
-        &mut self.timeline[second]
+        second_of(&mut s.timeline, second, Second::coarse).errors += 1;
+        second_of(&mut self.timeline, second, Second::default).errors += 1;
     }
 
     /// Adds `other` into `self`.
@@ -161,10 +195,7 @@ impl ClientStats {
             self.timeline
                 .resize_with(other.timeline.len(), Second::default);
         }
-        for (mine, theirs) in self.timeline.iter_mut().zip(&other.timeline) {
-            let _ = mine.latency.add(&theirs.latency);
-            mine.errors += theirs.errors;
-        }
+        merge_timeline(&mut self.timeline, &other.timeline);
     }
 }
 
@@ -201,6 +232,23 @@ impl Latency {
             mean: h.mean() / 1000.0,
         }
     }
+}
+
+/// The latency at percentiles from 0 to 99.999 (spaced evenly on a log
+/// scale of `1 / (1 - p)`, as HdrHistogram plots them) and at the maximum:
+/// (percentile, ms).
+pub fn spectrum(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<(f64, f64)> = (0..=20)
+        .map(|k| {
+            let q = 1.0 - 10f64.powf(-f64::from(k) / 4.0);
+            (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0)
+        })
+        .collect();
+    out.push((100.0, h.max() as f64 / 1000.0));
+    out
 }
 
 /// Log-spaced latency buckets (upper bound in ms, count) for plots.
@@ -245,5 +293,14 @@ mod tests {
         assert_eq!(a.timeline[2].errors, 1);
         let total: u64 = buckets(&s.latency).iter().map(|(_, c)| c).sum();
         assert_eq!(total, 101);
+        // The operation keeps its own seconds.
+        assert_eq!(s.timeline.len(), 3);
+        assert_eq!(s.timeline[0].latency.len(), 100);
+        assert_eq!(s.timeline[2].errors, 1);
+        let sp = spectrum(&s.latency);
+        assert_eq!(sp.first().map(|p| p.0), Some(0.0));
+        assert_eq!(sp.last().map(|p| p.0), Some(100.0));
+        assert!(sp.windows(2).all(|w| w[0].1 <= w[1].1), "{sp:?}");
+        assert!((sp[8].0 - 99.0).abs() < 1e-9 && sp[8].1 >= 99.0, "{sp:?}");
     }
 }

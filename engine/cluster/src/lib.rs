@@ -7,7 +7,8 @@
 //!   ids, timestamp oracle) as this node reaches it.
 //! - [`registry`]: the replicas this node holds.
 //! - [`replica`]: one range's leaseholder read and write paths over Raft,
-//!   under [`latch`]es.
+//!   under [`latch`]es, one-phase commits timestamped by its
+//!   [`commit_clock`].
 //! - [`node`]: the node, made of the parts above.
 //!
 //! What the node does:
@@ -27,6 +28,7 @@
 
 pub mod admin;
 pub mod background;
+pub mod commit_clock;
 pub mod config;
 pub mod directory;
 pub mod dispatch;

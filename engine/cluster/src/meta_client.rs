@@ -28,6 +28,8 @@ pub struct MetaClient {
     leader: AtomicU64,
     tso: TsoState,
     batcher: Arc<TsoBatcher>,
+    /// Timestamps this node asked the oracle for.
+    requests: AtomicU64,
 }
 
 impl std::fmt::Debug for MetaClient {
@@ -54,6 +56,7 @@ impl MetaClient {
             peers,
             registry,
             leader: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             tso: TsoState::default(),
             batcher: Arc::new(TsoBatcher::default()),
         }
@@ -116,6 +119,7 @@ impl MetaClient {
     /// A timestamp from the oracle: from the local meta replica when it
     /// leads, else from the leader in batches shared by concurrent callers.
     pub async fn timestamp(self: &Arc<Self>) -> Result<Timestamp, KvError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(meta) = self.registry.get(META_RANGE)
             && meta.is_leader()
         {
@@ -135,6 +139,11 @@ impl MetaClient {
                 }
             })
             .await
+    }
+
+    /// How many timestamps this node asked the oracle for so far.
+    pub fn timestamp_requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Serves a peer's request for `count` timestamps (this node leads the

@@ -7,6 +7,8 @@
 //! read-index round (`ensure_linearizable`). Writes take latches on their
 //! keys, are proposed, and are acknowledged once applied after a quorum
 //! commit; latches are held until then, so readers of those keys wait.
+//! A one-phase commit takes its commit timestamp from the replica's
+//! [`CommitClock`], not from the oracle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use holo_storage::{MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult,
 use openraft::ServerState;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 
+use crate::commit_clock::{CommitClock, LeaseEpoch};
 use crate::latch::{LatchKind, Latches, Span};
 use crate::status::ReplicaStatus;
 
@@ -46,6 +49,8 @@ pub struct RangeReplica {
     transferring_to: AtomicU64,
     /// Requests served as leaseholder (for load-based splitting).
     requests: AtomicU64,
+    /// One-phase commit timestamps above every read served.
+    clock: CommitClock,
 }
 
 impl std::fmt::Debug for RangeReplica {
@@ -78,6 +83,7 @@ impl RangeReplica {
             lease_ms,
             transferring_to: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            clock: CommitClock::new(),
         }
     }
 
@@ -154,6 +160,18 @@ impl RangeReplica {
     /// The current term.
     pub fn term(&self) -> u64 {
         self.raft.metrics().borrow().current_term
+    }
+
+    /// The lease the commit clock is raised for: the Raft term and the span
+    /// version (a merge brings in keys read under another lease).
+    fn lease_epoch(&self) -> LeaseEpoch {
+        (self.term(), self.shared.desc.read().epoch.version)
+    }
+
+    /// The highest read timestamp this replica served (or its commit clock
+    /// was raised to).
+    pub fn max_read_ts(&self) -> holo_txn_types::Timestamp {
+        self.clock.max_read()
     }
 
     /// The replica's status for `holoctl` and `SHOW RANGES`.
@@ -303,6 +321,7 @@ impl RangeReplica {
         let desc = self.check(&header)?;
         self.ensure_readable().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.clock.observe_read(read.read_ts);
         let _latch = self
             .latches
             .acquire(vec![Span::point(&key)], LatchKind::Read)
@@ -322,6 +341,7 @@ impl RangeReplica {
         let desc = self.check(&header)?;
         self.ensure_readable().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.clock.observe_read(read.read_ts);
         let span = Span {
             start: start.clone(),
             end: end.clone(),
@@ -331,8 +351,10 @@ impl RangeReplica {
     }
 
     /// Replicates a write and returns its result once applied here. A
-    /// one-phase commit takes its commit timestamp from `tso` inside the
-    /// latches of its keys.
+    /// one-phase commit takes its commit timestamp from the replica's
+    /// commit clock inside the latches of its keys; `tso` is asked (before
+    /// any latch) only when the clock has not been raised during the
+    /// current lease.
     pub async fn write(
         &self,
         header: RangeHeader,
@@ -342,8 +364,36 @@ impl RangeReplica {
         self.check(&header)?;
         self.require_quorum().await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if matches!(write, KvWrite::OnePc { .. }) {
+            let epoch = self.lease_epoch();
+            if !self.clock.synced_for(epoch) {
+                let now = tso.get_ts().await?;
+                self.clock.raise(now, epoch);
+            }
+        }
         let _latch = self.latches.acquire_for(&write).await;
-        let (cmd, commit_ts) = prepare_write(write, tso).await?;
+        let (cmd, commit_ts) = match write {
+            KvWrite::Command(cmd) => (cmd, None),
+            KvWrite::OnePc {
+                mutations,
+                start_ts,
+            } => {
+                // The lease may have moved between the raise and the
+                // latches: commit only on a clock raised for this lease.
+                if !self.clock.synced_for(self.lease_epoch()) {
+                    return Err(self.not_leader());
+                }
+                let commit_ts = self.clock.commit_ts(start_ts);
+                (
+                    WriteCommand::OnePc {
+                        mutations,
+                        start_ts,
+                        commit_ts,
+                    },
+                    Some(commit_ts),
+                )
+            }
+        };
         let bytes = cmd.payload_bytes();
         if bytes > holo_raft::MAX_COMMAND_BYTES {
             return Err(KvError::TxnTooLarge(format!(
@@ -441,29 +491,4 @@ impl RangeReplica {
             tracing::warn!(range = %self.id, error = %e, "raft shutdown failed");
         }
     }
-}
-
-/// The storage command of a write; a one-phase commit takes its commit
-/// timestamp from `tso` now (the caller holds its latches).
-async fn prepare_write(
-    write: KvWrite,
-    tso: &dyn TimestampOracle,
-) -> Result<(WriteCommand, Option<holo_txn_types::Timestamp>)> {
-    Ok(match write {
-        KvWrite::Command(cmd) => (cmd, None),
-        KvWrite::OnePc {
-            mutations,
-            start_ts,
-        } => {
-            let commit_ts = tso.get_ts().await?;
-            (
-                WriteCommand::OnePc {
-                    mutations,
-                    start_ts,
-                    commit_ts,
-                },
-                Some(commit_ts),
-            )
-        }
-    })
 }

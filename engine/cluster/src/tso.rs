@@ -20,14 +20,16 @@ use crate::replica::RangeReplica;
 pub const HWM_WINDOW_MS: u64 = 3_000;
 const MAX_LOGICAL: u64 = (1 << LOGICAL_BITS) - 1;
 
-/// The timestamp after `last` at wall-clock time `now` (milliseconds):
-/// `now` with logical 0 when the clock moved past `last`, else `last` plus
-/// one logical tick (rolling into the next millisecond when full).
+/// The oracle timestamp after `last` at wall-clock time `now`
+/// (milliseconds): `now` with logical 0 when the clock moved past `last`,
+/// else the next even logical tick after `last` (rolling into the next
+/// millisecond when full). Oracle timestamps are even: odd ones are left to
+/// leaseholders' one-phase commits ([`Timestamp::local_commit_above`]).
 pub(crate) fn next_timestamp(last: Timestamp, now: u64) -> Timestamp {
     let (mut physical, mut logical) = if now > last.physical_ms() {
         (now, 0)
     } else {
-        (last.physical_ms(), last.logical() + 1)
+        (last.physical_ms(), (last.logical() | 1) + 1)
     };
     if logical > MAX_LOGICAL {
         physical += 1;
@@ -55,8 +57,8 @@ impl TsoState {
         self.next_batch(meta, 1).await
     }
 
-    /// The first of `count` consecutive timestamps, all greater than any
-    /// issued before.
+    /// The first of `count` consecutive oracle timestamps
+    /// ([`Timestamp::oracle_nth`]), all greater than any issued before.
     pub async fn next_batch(&self, meta: &RangeReplica, count: u32) -> Result<Timestamp, KvError> {
         let count = u64::from(count.max(1));
         meta.ensure_readable().await?;
@@ -73,7 +75,7 @@ impl TsoState {
             };
         }
         let ts = next_timestamp(st.last, now_ms());
-        let last = Timestamp::new(ts.into_inner() + count - 1);
+        let last = ts.oracle_nth(count - 1);
         if last.physical_ms() >= st.high_water_ms {
             let mark = last.physical_ms() + HWM_WINDOW_MS;
             match meta
@@ -145,7 +147,7 @@ impl TsoBatcher {
                     match fetch(batch.len() as u32).await {
                         Ok(first) => {
                             for (i, w) in batch.into_iter().enumerate() {
-                                let _ = w.send(Ok(Timestamp::new(first.into_inner() + i as u64)));
+                                let _ = w.send(Ok(first.oracle_nth(i as u64)));
                             }
                         }
                         Err(e) => {
@@ -159,5 +161,25 @@ impl TsoBatcher {
         }
         rx.await
             .map_err(|_| KvError::Unavailable("timestamp request dropped".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oracle_timestamps_are_even_and_increase() {
+        let mut last = Timestamp::compose(1000, 0);
+        for now in [999, 1000, 1000, 1001, 1001] {
+            let next = next_timestamp(last, now);
+            assert!(next > last && next.is_oracle(), "{last:?} -> {next:?}");
+            last = next;
+        }
+        // From an odd (older) timestamp too, and across a full millisecond.
+        let odd = Timestamp::compose(5, 7);
+        assert_eq!(next_timestamp(odd, 5), Timestamp::compose(5, 8));
+        let full = Timestamp::compose(5, MAX_LOGICAL);
+        assert_eq!(next_timestamp(full, 5), Timestamp::compose(6, 0));
     }
 }

@@ -11,6 +11,12 @@ const LOGICAL_MASK: u64 = (1 << LOGICAL_BITS) - 1;
 /// A transaction timestamp: milliseconds since the Unix epoch in the high 46
 /// bits and a logical counter in the low 18 bits, as handed out by the
 /// timestamp oracle. Timestamps are totally ordered and unique per oracle.
+///
+/// The oracle hands out even timestamps only ([`Timestamp::ORACLE_STEP`]);
+/// odd ones are the commit timestamps leaseholders give one-phase commits
+/// ([`Timestamp::local_commit_above`]). So a local commit timestamp is
+/// never also some transaction's start timestamp, and a commit record never
+/// shares its key and timestamp with another transaction's rollback record.
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(u64);
 
@@ -19,6 +25,29 @@ impl Timestamp {
     pub const ZERO: Timestamp = Timestamp(0);
     /// The largest timestamp: reads at it see every committed version.
     pub const MAX: Timestamp = Timestamp(u64::MAX);
+
+    /// Distance between consecutive oracle timestamps.
+    pub const ORACLE_STEP: u64 = 2;
+
+    /// Whether the oracle could have issued this timestamp (it is even).
+    pub const fn is_oracle(self) -> bool {
+        self.0.is_multiple_of(Self::ORACLE_STEP)
+    }
+
+    /// The `i`-th oracle timestamp of a batch starting at this one.
+    pub const fn oracle_nth(self, i: u64) -> Timestamp {
+        Timestamp(self.0.saturating_add(i.saturating_mul(Self::ORACLE_STEP)))
+    }
+
+    /// The smallest local commit timestamp (odd) above this one: one above
+    /// an oracle timestamp, so at or below the oracle's next one.
+    pub const fn local_commit_above(self) -> Timestamp {
+        Timestamp(if self.is_oracle() {
+            self.0.saturating_add(1)
+        } else {
+            self.0.saturating_add(2)
+        })
+    }
 
     /// Wraps a raw 64-bit timestamp.
     pub const fn new(raw: u64) -> Timestamp {
@@ -84,6 +113,17 @@ mod tests {
         assert_eq!(ts.physical_ms(), 1_700_000_000_000);
         assert_eq!(ts.logical(), 42);
         assert!(Timestamp::compose(1, 0) > Timestamp::compose(0, LOGICAL_MASK));
+    }
+
+    #[test]
+    fn oracle_and_local_commit_timestamps_never_meet() {
+        let t = Timestamp::compose(1000, 4);
+        assert!(t.is_oracle());
+        assert_eq!(t.oracle_nth(3), Timestamp::compose(1000, 10));
+        let c = t.local_commit_above();
+        assert!(c > t && !c.is_oracle() && c < t.oracle_nth(1));
+        let c2 = c.local_commit_above();
+        assert!(c2 > c && !c2.is_oracle());
     }
 
     #[test]

@@ -1,22 +1,41 @@
-//! Run reports: `report.json` (versioned, machine-readable), `report.md`
-//! (summary with gate verdicts) and `report.html` (plots), written to
-//! `reports/<timestamp>-<workload>/`.
+//! The run report as plain data ([`Report`]), built once from a run's
+//! result; SLO gates read only this model. Writers beside it turn it into
+//! files in `reports/<timestamp>-<workload>/` ([`write`]): `report.json`
+//! (versioned, machine-readable), `report.md` ([`markdown`]),
+//! `report.html` (tables and plotters charts, [`html`]), `samples.csv`
+//! (per-second samples, [`csv`]) and copies of the resolved workload and
+//! SLO file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::HarnessError;
-use crate::metrics::{Latency, buckets};
+use crate::metrics::{Latency, buckets, spectrum};
 use crate::runner::{CheckResult, RunResult};
 use crate::spec::{Vars, Workload};
 use crate::target::TargetInfo;
 
-mod html;
+mod charts;
+pub mod csv;
+pub mod html;
+pub mod markdown;
+pub mod write;
 
-/// Version of the `report.json` schema.
-pub const SCHEMA_VERSION: u32 = 1;
+pub use write::Attachments;
+
+/// Escapes text for HTML and SVG.
+pub(crate) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Version of the `report.json` schema (2: per-operation timelines and
+/// percentile spectra, the baseline's phases).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Statistics of one operation (or of all operations of a phase).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +60,10 @@ pub struct OpReport {
     pub latency_ms: Latency,
     /// Latency histogram: (bucket upper bound ms, count).
     pub histogram: Vec<(f64, u64)>,
+    /// Latency by percentile: (percentile 0..100, ms).
+    pub spectrum: Vec<(f64, f64)>,
+    /// This operation second by second.
+    pub timeline: Vec<Tick>,
 }
 
 /// One second of a phase.
@@ -81,6 +104,20 @@ pub struct PhaseReport {
     pub warmup: BTreeMap<String, crate::metrics::WarmupCounts>,
 }
 
+impl PhaseReport {
+    /// `op: SQLSTATE ×count` for every failure of the phase.
+    pub fn error_summary(&self) -> Vec<String> {
+        self.ops
+            .iter()
+            .flat_map(|o| {
+                o.errors_by_code
+                    .iter()
+                    .map(move |(c, n)| format!("{}: {c} ×{n}", o.name))
+            })
+            .collect()
+    }
+}
+
 /// Side-by-side numbers against a baseline run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaselineRow {
@@ -109,9 +146,10 @@ pub struct Baseline {
     pub report: String,
     /// Per operation.
     pub rows: Vec<BaselineRow>,
+    /// The baseline's phases (for side-by-side charts).
+    pub phases: Vec<PhaseReport>,
 }
 
-/// A whole run.
 /// The verdict of one limit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateResult {
@@ -125,6 +163,7 @@ pub struct GateResult {
     pub passed: bool,
 }
 
+/// A whole run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Schema version of this file.
@@ -161,11 +200,6 @@ pub struct Report {
     pub verdict: String,
 }
 
-fn verdict_row(name: &str, expected: &str, observed: &str, passed: bool) -> String {
-    let verdict = if passed { "pass" } else { "FAIL" };
-    format!("| {name} | {expected} | {observed} | {verdict} |\n")
-}
-
 fn op_report(name: &str, s: &crate::metrics::OpStats, seconds: f64) -> OpReport {
     let errors = s.error_count();
     let attempts = s.ok + errors;
@@ -188,7 +222,26 @@ fn op_report(name: &str, s: &crate::metrics::OpStats, seconds: f64) -> OpReport 
         },
         latency_ms: Latency::of(&s.latency),
         histogram: buckets(&s.latency),
+        spectrum: spectrum(&s.latency),
+        timeline: ticks(&s.timeline),
     }
+}
+
+fn ticks(seconds: &[crate::metrics::Second]) -> Vec<Tick> {
+    seconds
+        .iter()
+        .enumerate()
+        .map(|(t, sec)| {
+            let l = Latency::of(&sec.latency);
+            Tick {
+                t,
+                ops: sec.latency.len(),
+                errors: sec.errors,
+                p50_ms: l.p50,
+                p99_ms: l.p99,
+            }
+        })
+        .collect()
 }
 
 impl Report {
@@ -219,22 +272,7 @@ impl Report {
                         op_report(name, s, seconds)
                     })
                     .collect();
-                let timeline = p
-                    .stats
-                    .timeline
-                    .iter()
-                    .enumerate()
-                    .map(|(t, sec)| {
-                        let l = Latency::of(&sec.latency);
-                        Tick {
-                            t,
-                            ops: sec.latency.len(),
-                            errors: sec.errors,
-                            p50_ms: l.p50,
-                            p99_ms: l.p99,
-                        }
-                    })
-                    .collect();
+                let timeline = ticks(&p.stats.timeline);
                 PhaseReport {
                     name: p.name.clone(),
                     seconds,
@@ -315,6 +353,7 @@ impl Report {
             target: baseline.target.clone(),
             report: path.to_string(),
             rows,
+            phases: baseline.phases.clone(),
         });
     }
 
@@ -334,149 +373,21 @@ impl Report {
             path: file.display().to_string(),
             reason: e.to_string(),
         })?;
-        let report: Report = serde_json::from_str(&text).map_err(|e| HarnessError::Report {
+        let bad = |reason: String| HarnessError::Report {
             path: file.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        if report.schema_version != SCHEMA_VERSION {
-            return Err(HarnessError::Report {
-                path: file.display().to_string(),
-                reason: format!(
-                    "schema version {} is not {SCHEMA_VERSION}",
-                    report.schema_version
-                ),
-            });
-        }
-        Ok(report)
-    }
-
-    /// Writes `report.json`, `report.md` and `report.html` into a new
-    /// directory under `out`; returns the directory.
-    pub fn write(&self, out: &Path, suffix: &str) -> Result<PathBuf, HarnessError> {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-        let dir = out.join(format!("{stamp}-{}{suffix}", self.workload));
-        let io = |p: &Path, e: std::io::Error| HarnessError::Report {
-            path: p.display().to_string(),
-            reason: e.to_string(),
+            reason,
         };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let json = serde_json::to_string_pretty(self).map_err(|e| HarnessError::Report {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        let files = [
-            ("report.json", json),
-            ("report.md", self.markdown()),
-            ("report.html", html::render(self)),
-        ];
-        for (name, body) in files {
-            let p = dir.join(name);
-            std::fs::write(&p, body).map_err(|e| io(&p, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let version = value.get("schema_version").and_then(|v| v.as_u64());
+        if version != Some(u64::from(SCHEMA_VERSION)) {
+            return Err(bad(format!(
+                "schema version {} is not {SCHEMA_VERSION} (written by another harness version; \
+                 run the baseline again)",
+                version.map_or("(none)".to_string(), |v| v.to_string())
+            )));
         }
-        Ok(dir)
-    }
-
-    /// The Markdown summary.
-    pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        s.push_str(&format!(
-            "# {} on {} ({})\n\n",
-            self.workload, self.target.kind, self.verdict
-        ));
-        s.push_str(&format!(
-            "- target: {:?}, {} node(s), server {}\n- started {}, finished {}; setup+load {:.1} s; scale {}\n\n",
-            self.target.flavor,
-            self.target.nodes,
-            self.target.server_version,
-            self.started_at,
-            self.finished_at,
-            self.prepare_seconds,
-            self.scale
-        ));
-        for p in &self.phases {
-            s.push_str(&format!(
-                "## Phase {} ({:.1} s, {} clients{})\n\n",
-                p.name,
-                p.seconds,
-                p.concurrency,
-                p.rate
-                    .map(|r| format!(", target {r} ops/s"))
-                    .unwrap_or_default()
-            ));
-            s.push_str("| op | ok | errors | ops/s | p50 ms | p95 ms | p99 ms | p99.9 ms | max ms | retries |\n");
-            s.push_str("|----|---:|-------:|------:|-------:|-------:|-------:|---------:|-------:|--------:|\n");
-            for o in p.ops.iter().chain(std::iter::once(&p.total)) {
-                let l = &o.latency_ms;
-                s.push_str(&format!(
-                    "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |\n",
-                    o.name,
-                    o.ok,
-                    o.errors,
-                    o.throughput,
-                    l.p50,
-                    l.p95,
-                    l.p99,
-                    l.p999,
-                    l.max,
-                    o.retries
-                ));
-            }
-            let errors: Vec<String> = p
-                .ops
-                .iter()
-                .flat_map(|o| {
-                    o.errors_by_code
-                        .iter()
-                        .map(move |(c, n)| format!("{}: {c} x{n}", o.name))
-                })
-                .collect();
-            if !errors.is_empty() {
-                s.push_str(&format!("\nErrors by SQLSTATE: {}\n", errors.join(", ")));
-            }
-            for (op, why) in &p.skipped {
-                s.push_str(&format!("\nSkipped `{op}`: {why}\n"));
-            }
-            s.push('\n');
-        }
-        if !self.checks.is_empty() || !self.skipped_checks.is_empty() {
-            s.push_str(
-                "## Checks\n\n| check | expected | observed | result |\n|---|---|---|---|\n",
-            );
-            for c in &self.checks {
-                s.push_str(&verdict_row(&c.name, &c.expected, &c.observed, c.passed));
-            }
-            for (name, why) in &self.skipped_checks {
-                s.push_str(&format!("| {name} | | | skipped: {why} |\n"));
-            }
-            s.push('\n');
-        }
-        if !self.gates.is_empty() {
-            s.push_str(
-                "## SLO gates\n\n| gate | threshold | observed | result |\n|---|---|---|---|\n",
-            );
-            for g in &self.gates {
-                s.push_str(&verdict_row(&g.gate, &g.threshold, &g.observed, g.passed));
-            }
-            s.push('\n');
-        }
-        if let Some(b) = &self.baseline {
-            s.push_str(&format!(
-                "## Against {:?} ({}, {})\n\n| op | ops/s | baseline ops/s | ratio | p99 ms | baseline p99 ms | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n",
-                b.target.flavor, b.target.server_version, b.report
-            ));
-            for r in &b.rows {
-                s.push_str(&format!(
-                    "| {} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-                    r.op,
-                    r.throughput,
-                    r.baseline_throughput,
-                    r.throughput_ratio,
-                    r.p99_ms,
-                    r.baseline_p99_ms,
-                    r.p99_ratio
-                ));
-            }
-        }
-        s
+        let report: Report = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        Ok(report)
     }
 }

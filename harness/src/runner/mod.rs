@@ -14,7 +14,7 @@ use tokio_postgres::{Client, GenericClient, SimpleQueryMessage, Statement};
 use crate::error::HarnessError;
 use crate::metrics::ClientStats;
 use crate::params::{Generators, Value, generators};
-use crate::spec::{Flavor, Operation, Phase, Vars, Workload, parse_duration};
+use crate::spec::{Flavor, Operation, Phase, Vars, Workload};
 use crate::target::Target;
 
 mod checks;
@@ -40,8 +40,6 @@ pub const CONNECTION: &str = "connection";
 /// Run-time overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Replaces every phase's duration.
-    pub duration: Option<Duration>,
     /// Hides the progress bar.
     pub quiet: bool,
 }

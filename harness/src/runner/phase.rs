@@ -52,17 +52,8 @@ pub(super) async fn run_phase(
         })
         .cloned()
         .collect();
-    let warmup = match &phase.warmup {
-        Some(w) => parse_duration(w).map_err(|r| spec_err(phase_index, "warmup", r))?,
-        None => Duration::ZERO,
-    };
-    let duration = match (opts.duration, &phase.duration) {
-        (Some(d), _) => Some(d),
-        (None, Some(d)) => {
-            Some(parse_duration(d).map_err(|r| spec_err(phase_index, "duration", r))?)
-        }
-        (None, None) => None,
-    };
+    let warmup = phase.warmup.unwrap_or(Duration::ZERO);
+    let duration = phase.duration;
     let operations = match (&phase.operations, duration) {
         (Some(n), None) => Some(
             vars.int(n)

@@ -37,7 +37,107 @@ impl Workload {
             .resolve_vars(scale)
             .map_err(|(f, r)| spec_err(&f, r))?;
         workload.validate(&vars).map_err(|(f, r)| spec_err(&f, r))?;
+        let workload = workload.resolve(&vars).map_err(|(f, r)| spec_err(&f, r))?;
         Ok((workload, vars))
+    }
+
+    /// The workload with its numbers and SQL resolved against `vars` (a
+    /// validated workload: every reference is known). Variables become the
+    /// resolved values and nothing is scaled again, so the result, written
+    /// back as YAML, runs the same at scale 1.
+    fn resolve(mut self, vars: &Vars) -> Result<Workload, (String, String)> {
+        let no_extra = BTreeMap::new();
+        let num = |n: &mut Num, field: String| -> Result<(), (String, String)> {
+            if matches!(n, Num::Text(_)) {
+                *n = Num::Int(vars.int(n).map_err(|r| (field, r))?);
+            }
+            Ok(())
+        };
+        let sql = |text: &mut String, field: String| -> Result<(), (String, String)> {
+            *text = vars.substitute(text, &no_extra).map_err(|r| (field, r))?;
+            Ok(())
+        };
+        for (i, s) in self.setup.iter_mut().enumerate() {
+            sql(s, format!("setup[{i}]"))?;
+        }
+        for (i, step) in self.load.iter_mut().enumerate() {
+            sql(&mut step.sql, format!("load[{i}].sql"))?;
+            num(&mut step.rows, format!("load[{i}].rows"))?;
+            if let Some(b) = &mut step.batch {
+                num(b, format!("load[{i}].batch"))?;
+            }
+        }
+        for (name, p) in self.params.iter_mut() {
+            if let ParamSpec::Int {
+                min,
+                max,
+                start,
+                step,
+                ..
+            } = p
+            {
+                for (field, n) in [("min", min), ("max", max), ("start", start), ("step", step)] {
+                    if let Some(n) = n {
+                        num(n, format!("params.{name}.{field}"))?;
+                    }
+                }
+            }
+        }
+        for (pi, phase) in self.phases.iter_mut().enumerate() {
+            if let Some(n) = &mut phase.operations {
+                num(n, format!("phases[{pi}].operations"))?;
+            }
+            for (oi, op) in phase.ops.iter_mut().enumerate() {
+                let f = |field: &str| format!("phases[{pi}].ops[{oi}].{field}");
+                if let Some(s) = &mut op.sql {
+                    sql(s, f("sql"))?;
+                }
+                if let Some(n) = &mut op.expect_rows {
+                    num(n, f("expect_rows"))?;
+                }
+                if let Some(e) = &mut op.expect {
+                    sql(e, f("expect"))?;
+                }
+                for (si, step) in op.steps.iter_mut().enumerate() {
+                    sql(&mut step.sql, f(&format!("steps[{si}].sql")))?;
+                    if let Some(n) = &mut step.expect_rows {
+                        num(n, f(&format!("steps[{si}].expect_rows")))?;
+                    }
+                }
+            }
+        }
+        for (i, c) in self.checks.iter_mut().enumerate() {
+            sql(&mut c.sql, format!("checks[{i}].sql"))?;
+        }
+        self.vars = vars
+            .0
+            .iter()
+            .map(|(k, v)| {
+                let n = v
+                    .parse::<i64>()
+                    .map(Num::Int)
+                    .or_else(|_| v.parse::<f64>().map(Num::Float))
+                    .unwrap_or_else(|_| Num::Text(v.clone()));
+                (k.clone(), n)
+            })
+            .collect();
+        self.scaled.clear();
+        Ok(self)
+    }
+
+    /// Runs every phase for `d` after its warm-up (`--duration`), instead
+    /// of its own duration or operation count.
+    pub fn set_duration(&mut self, d: std::time::Duration) {
+        for p in &mut self.phases {
+            p.duration = Some(d);
+            p.operations = None;
+        }
+    }
+
+    /// The resolved workload as YAML (what the report keeps).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self)
+            .unwrap_or_else(|e| format!("# the workload could not be written as YAML: {e}\n"))
     }
 
     fn resolve_vars(&self, scale: f64) -> Result<Vars, (String, String)> {
@@ -177,7 +277,9 @@ impl Workload {
             }
             match (&phase.duration, &phase.operations) {
                 (Some(d), None) => {
-                    parse_duration(d).map_err(|r| (f("duration"), r))?;
+                    if d.is_zero() {
+                        return Err((f("duration"), "must be longer than zero".into()));
+                    }
                 }
                 (None, Some(n)) => {
                     if vars.int(n).map_err(|r| (f("operations"), r))? <= 0 {
@@ -190,9 +292,6 @@ impl Workload {
                         "give exactly one of `duration` and `operations`".into(),
                     ));
                 }
-            }
-            if let Some(w) = &phase.warmup {
-                parse_duration(w).map_err(|r| (f("warmup"), r))?;
             }
             if phase.concurrency == 0 || phase.concurrency > 1024 {
                 return Err((f("concurrency"), "must be between 1 and 1024".into()));
@@ -338,8 +437,26 @@ checks:
 
     #[test]
     fn good_spec_resolves_scaled_vars() {
-        let (_, vars) = Workload::parse(GOOD, "good.yaml", 2.5).unwrap();
+        let (w, vars) = Workload::parse(GOOD, "good.yaml", 2.5).unwrap();
         assert_eq!(vars.0["rows"], "250");
+        assert_eq!(
+            w.phases[0].duration,
+            Some(std::time::Duration::from_secs(1))
+        );
+        let ParamSpec::Int { max, .. } = &w.params["key"] else {
+            panic!("int generator expected")
+        };
+        assert_eq!(max, &Some(Num::Int(250)));
+        assert_eq!(
+            w.checks[0].expect, "${rows}",
+            "counters resolve after the run"
+        );
+        // Written back, the resolved workload loads to the same values at
+        // scale 1.
+        let (again, vars_again) = Workload::parse(&w.to_yaml(), "resolved.yaml", 1.0).unwrap();
+        assert_eq!(vars_again.0["rows"], "250");
+        assert_eq!(again.phases[0].duration, w.phases[0].duration);
+        assert!(w.to_yaml().contains("duration: 1s"), "{}", w.to_yaml());
     }
 
     fn err(text: &str) -> String {

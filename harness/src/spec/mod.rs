@@ -1,9 +1,14 @@
 //! The workload specification (YAML), its variables and its validation.
 //!
 //! A malformed file fails before anything starts, naming the file, the field
-//! and the reason. See `docs/workload-spec.md`.
+//! and the reason. Loading resolves it once into typed values: durations
+//! are [`Duration`]s, every number written as `${var}` becomes the number
+//! (after `--scale`), and `${var}` in SQL is substituted, so the runner
+//! reads a workload that can no longer fail to resolve, and the report keeps
+//! exactly what ran. See `docs/workload-spec.md`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -148,14 +153,22 @@ pub struct Phase {
     /// Phase name.
     pub name: String,
     /// How long to run (e.g. `30s`), after warm-up.
-    #[serde(default)]
-    pub duration: Option<String>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub duration: Option<Duration>,
     /// Or: how many operations to run in total.
     #[serde(default)]
     pub operations: Option<Num>,
     /// Unmeasured warm-up before the measured part.
-    #[serde(default)]
-    pub warmup: Option<String>,
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub warmup: Option<Duration>,
     /// Concurrent clients (connections).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,

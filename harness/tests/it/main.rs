@@ -2,6 +2,7 @@
 //! HoloFusion, a private PostgreSQL and a containerized HoloFusion.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod browser;
 mod conform;
 mod fuzz;
 mod runs;

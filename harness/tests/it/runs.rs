@@ -34,16 +34,25 @@ fn embedded_smoke_run_passes_its_gates_and_writes_reports() {
             "0.1",
             "--slo",
             "slo/smoke.yaml",
+            "--vs-postgres",
         ],
         out_dir.path(),
     );
     assert_eq!(out.status.code(), Some(0));
     let dir = report_dir(&out);
-    for f in ["report.json", "report.md", "report.html"] {
+    for f in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "samples.csv",
+        "workload.resolved.yaml",
+        "slo-smoke.yaml",
+    ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let report = read_json(&dir);
-    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["schema_version"], 2);
+    assert_eq!(report["baseline"]["target"]["flavor"], "postgres");
     assert_eq!(report["verdict"], "pass");
     assert_eq!(report["target"]["flavor"], "holofusion");
     let phase = &report["phases"][0];
@@ -63,8 +72,48 @@ fn embedded_smoke_run_passes_its_gates_and_writes_reports() {
             .iter()
             .all(|c| c["passed"] == true)
     );
+    // The per-second samples: a row per second of every operation.
+    let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("phase,op,second,ok,errors,p50_ms,p99_ms")
+    );
+    let read_rows: Vec<Vec<&str>> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[1] == "point_read")
+        .collect();
+    assert!(read_rows.len() >= 3, "{csv}");
+    let csv_ok: u64 = read_rows.iter().map(|f| f[3].parse::<u64>().unwrap()).sum();
+    assert_eq!(
+        csv_ok,
+        reads["ok"].as_u64().unwrap(),
+        "samples add up to the total"
+    );
+    // The resolved workload runs as it is (scale applied, durations typed).
+    let resolved = dir.join("workload.resolved.yaml");
+    let text = std::fs::read_to_string(&resolved).unwrap();
+    // --scale 0.1 of 10000 rows: numbers resolved, the check keeps its
+    // reference for after the run.
+    assert!(
+        text.contains("max: 1000") && text.contains("rows: 1000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("duration: 4s") && text.contains("warmup: 3s"),
+        "{text}"
+    );
+    assert!(
+        harness(&["validate", resolved.to_str().unwrap()])
+            .status
+            .success()
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("<svg") && html.contains("latency histogram"));
+    assert!(
+        html.contains("<svg") && html.contains("latency by percentile"),
+        "charts missing"
+    );
+    crate::browser::check_report(&dir);
     // compare of a report with itself shows no regression.
     let cmp = harness(&["compare", dir.to_str().unwrap(), dir.to_str().unwrap()]);
     assert!(cmp.status.success());

@@ -181,10 +181,18 @@ async fn concurrent_updates_of_one_row_exactly_one_commits() {
     }
 
     // The later committer loses even when it writes after the winner
-    // committed: its snapshot is older than the winner's commit.
+    // committed: it read the row before the winner committed, so its
+    // snapshot is older than the winner's commit (as in PostgreSQL's
+    // REPEATABLE READ, where that read fixes the snapshot).
     let before = counter(&c1, 1).await;
     a.batch_execute("BEGIN").await.unwrap();
     let tx = b.transaction().await.unwrap();
+    let seen: i64 = tx
+        .query_one("SELECT v FROM counters WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seen, before);
     a.execute(
         "UPDATE counters SET v = v + $1 WHERE id = $2",
         &[&100i64, &1i64],
