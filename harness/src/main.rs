@@ -28,7 +28,7 @@ use crate::error::HarnessError;
 use crate::report::{Attachments, Report};
 use crate::runner::RunOptions;
 use crate::slo::SloFile;
-use crate::spec::{Flavor, Workload, parse_duration};
+use crate::spec::{Flavor, Vars, Workload, parse_duration};
 use crate::target::{Target, TargetOptions, TargetSpec};
 
 /// HoloFusion workload harness.
@@ -365,14 +365,11 @@ struct RunArgs {
 async fn run_once(
     spec: &TargetSpec,
     flavor: Option<Flavor>,
+    (workload, vars): (&Workload, &Vars),
     args: &RunArgs,
     interrupted: &Arc<AtomicBool>,
-) -> Result<(Report, String), HarnessError> {
+) -> Result<Report, HarnessError> {
     let file = args.workload.display().to_string();
-    let (mut workload, vars) = Workload::load(&args.workload, args.scale)?;
-    if let Some(d) = args.duration {
-        workload.set_duration(d);
-    }
     eprintln!("starting target {}...", spec.kind());
     let mut target = Target::start(spec, &args.options).await?;
     if let Some(f) = flavor {
@@ -388,35 +385,36 @@ async fn run_once(
     );
     let started = chrono::Utc::now().to_rfc3339();
     let opts = RunOptions { quiet: args.quiet };
-    let result = runner::run(target.clone(), &workload, &vars, &opts, interrupted.clone()).await?;
+    let result = runner::run(target.clone(), workload, vars, &opts, interrupted.clone()).await?;
     let finished = chrono::Utc::now().to_rfc3339();
-    let report = Report::new(
-        &workload,
+    Ok(Report::new(
+        workload,
         &file,
-        &vars,
+        vars,
         args.scale,
         target.info.clone(),
         started,
         finished,
         &result,
-    );
-    Ok((report, workload.to_yaml()))
+    ))
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode, HarnessError> {
-    // Fail on bad files before starting anything.
-    Workload::load(&args.workload, args.scale)?;
-    let slo = args.slo.as_deref().map(SloFile::load).transpose()?;
-    let slo_copy = match &args.slo {
-        Some(path) => Some((
-            path.file_name()
-                .map_or("slo.yaml".into(), |n| n.to_string_lossy().into_owned()),
-            std::fs::read_to_string(path).map_err(|e| HarnessError::Flag {
-                flag: "--slo".into(),
-                reason: format!("cannot read {}: {e}", path.display()),
-            })?,
-        )),
-        None => None,
+    // Fail on bad files before starting anything; the workload is read and
+    // resolved once for every target of the run.
+    let (mut workload, vars) = Workload::load(&args.workload, args.scale)?;
+    if let Some(d) = args.duration {
+        workload.set_duration(d);
+    }
+    let (slo, slo_copy) = match &args.slo {
+        Some(path) => {
+            let (slo, text) = SloFile::load(path)?;
+            let name = path
+                .file_name()
+                .map_or("slo.yaml".into(), |n| n.to_string_lossy().into_owned());
+            (Some(slo), Some((name, text)))
+        }
+        None => (None, None),
     };
     let baseline = args.baseline.as_deref().map(Report::read).transpose()?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -429,13 +427,14 @@ async fn run(args: RunArgs) -> Result<ExitCode, HarnessError> {
         });
     }
     let flavor = matches!(args.target, TargetSpec::Url(_)).then_some(args.flavor);
-    let (mut report, workload_yaml) = run_once(&args.target, flavor, &args, &interrupted).await?;
+    let loaded = (&workload, &vars);
+    let mut report = run_once(&args.target, flavor, loaded, &args, &interrupted).await?;
     let attachments = Attachments {
-        workload_yaml,
+        workload_yaml: workload.to_yaml(),
         slo: slo_copy,
     };
     if args.vs_postgres {
-        let (mut pg, _) = run_once(&TargetSpec::Postgres, None, &args, &interrupted).await?;
+        let mut pg = run_once(&TargetSpec::Postgres, None, loaded, &args, &interrupted).await?;
         pg.verdict = if pg.checks.iter().all(|c| c.passed) {
             "pass".into()
         } else {

@@ -64,8 +64,9 @@ pub struct Gate {
 }
 
 impl SloFile {
-    /// Reads and validates a gate file.
-    pub fn load(path: &Path) -> Result<SloFile, HarnessError> {
+    /// Reads and validates a gate file; also returns its text (the report
+    /// keeps a copy).
+    pub fn load(path: &Path) -> Result<(SloFile, String), HarnessError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| HarnessError::Spec {
             file: file.clone(),
@@ -100,7 +101,7 @@ impl SloFile {
                 _ => return Err(bad("give either `op` with limits or `checks: pass`")),
             }
         }
-        Ok(slo)
+        Ok((slo, text))
     }
 
     /// Evaluates every gate against `report`.

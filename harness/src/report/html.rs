@@ -266,25 +266,12 @@ fn phase_section(report: &Report, p: &PhaseReport) -> String {
         .baseline
         .as_ref()
         .and_then(|b| b.phases.iter().find(|bp| bp.name == p.name));
-    let base_name = report
-        .baseline
-        .as_ref()
-        .map(|b| flavor_name(b.target.flavor))
-        .unwrap_or("baseline");
     let ours = flavor_name(report.target.flavor);
-    let base_name = if base_phase.is_some() && base_name == ours {
-        "baseline"
-    } else {
-        base_name
+    let base_name = match &report.baseline {
+        Some(b) if flavor_name(b.target.flavor) != ours => flavor_name(b.target.flavor),
+        _ => "baseline",
     };
-    let base_op = |name: &str| -> Option<&OpReport> {
-        let bp = base_phase?;
-        if name == "*" {
-            Some(&bp.total)
-        } else {
-            bp.ops.iter().find(|o| o.name == name)
-        }
-    };
+    let base_op = |name: &str| base_phase.and_then(|bp| bp.op(name));
     let mut head = vec![
         "op", "ok", "errors", "ops/s", "p50 ms", "p95 ms", "p99 ms", "p99.9 ms", "max ms",
         "retries",
@@ -300,9 +287,9 @@ fn phase_section(report: &Report, p: &PhaseReport) -> String {
     let all = || p.ops.iter().chain(std::iter::once(&p.total));
     let rows: Vec<_> = all()
         .map(|o| {
-            let base = base_phase.map(|_| base_op(&o.name));
-            let mut cells = op_row(o, base.flatten());
-            if base.is_some() && base.flatten().is_none() {
+            let base = base_op(&o.name);
+            let mut cells = op_row(o, base);
+            if base_phase.is_some() && base.is_none() {
                 cells.extend(std::iter::repeat_n("–".to_string(), 4));
             }
             (None, cells)

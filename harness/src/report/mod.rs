@@ -105,6 +105,15 @@ pub struct PhaseReport {
 }
 
 impl PhaseReport {
+    /// An operation by name, or the phase total for `*`.
+    pub fn op(&self, name: &str) -> Option<&OpReport> {
+        if name == "*" {
+            Some(&self.total)
+        } else {
+            self.ops.iter().find(|o| o.name == name)
+        }
+    }
+
     /// `op: SQLSTATE ×count` for every failure of the phase.
     pub fn error_summary(&self) -> Vec<String> {
         self.ops
@@ -313,12 +322,7 @@ impl Report {
             return self.phases.first().map(|p| &p.total);
         }
         if let Some((phase, op)) = name.split_once('.') {
-            let p = self.phases.iter().find(|p| p.name == phase)?;
-            return if op == "*" {
-                Some(&p.total)
-            } else {
-                p.ops.iter().find(|o| o.name == op)
-            };
+            return self.phases.iter().find(|p| p.name == phase)?.op(op);
         }
         let mut found = self
             .phases
