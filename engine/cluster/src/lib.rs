@@ -8,7 +8,8 @@
 //! - [`registry`]: the replicas this node holds.
 //! - [`replica`]: one range's leaseholder read and write paths over Raft,
 //!   under [`latch`]es, one-phase commits timestamped by its
-//!   [`commit_clock`].
+//!   [`commit_clock`], concurrent writes grouped into one entry by its
+//!   [`proposer`].
 //! - [`node`]: the node, made of the parts above.
 //!
 //! What the node does:
@@ -41,6 +42,7 @@ pub mod meta;
 pub mod meta_client;
 pub mod node;
 pub mod peers;
+pub mod proposer;
 pub mod rebalance;
 pub mod registry;
 pub mod remote;

@@ -22,15 +22,13 @@ use holo_raft::types::ApplyError;
 use holo_raft::{RaftCommand, RaftResponse, RangeRaft};
 use holo_storage::{MvccStore, RangeDescriptor, RangeId, ReadOptions, ScanResult, WriteCommand};
 use openraft::ServerState;
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, RaftError};
 
 use crate::commit_clock::{CommitClock, LeaseEpoch};
 use crate::latch::{LatchKind, Latches, Span};
+use crate::proposer::{self, Proposer};
 use crate::status::ReplicaStatus;
 
-/// How long a proposal may wait for its commit before the answer becomes
-/// "ambiguous".
-const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long a read-index round may take.
 const READ_INDEX_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause before confirming leadership again after a round without quorum.
@@ -51,6 +49,8 @@ pub struct RangeReplica {
     requests: AtomicU64,
     /// One-phase commit timestamps above every read served.
     clock: CommitClock,
+    /// The write queue that groups concurrent writes into one entry.
+    proposer: Proposer,
 }
 
 impl std::fmt::Debug for RangeReplica {
@@ -76,7 +76,6 @@ impl RangeReplica {
         RangeReplica {
             id,
             node_id,
-            raft,
             shared,
             latches: Latches::new(),
             store,
@@ -84,6 +83,8 @@ impl RangeReplica {
             transferring_to: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             clock: CommitClock::new(),
+            proposer: Proposer::start(raft.clone(), id),
+            raft,
         }
     }
 
@@ -371,7 +372,7 @@ impl RangeReplica {
                 self.clock.raise(now, epoch);
             }
         }
-        let _latch = self.latches.acquire_for(&write).await;
+        let latch = self.latches.acquire_for(&write).await;
         let (cmd, commit_ts) = match write {
             KvWrite::Command(cmd) => (cmd, None),
             KvWrite::OnePc {
@@ -403,12 +404,9 @@ impl RangeReplica {
             )));
         }
         self.store.check_write_safe_point(&cmd)?;
-        match self.propose(RaftCommand::Write(cmd)).await? {
-            RaftResponse::Write(Ok(result)) => Ok(WriteResponse { result, commit_ts }),
-            RaftResponse::Write(Err(e)) => Err(self.apply_error(e)),
-            other => Err(KvError::Storage(format!(
-                "unexpected apply result {other:?}"
-            ))),
+        match self.proposer.write(cmd, latch).await? {
+            Ok(result) => Ok(WriteResponse { result, commit_ts }),
+            Err(e) => Err(self.apply_error(e)),
         }
     }
 
@@ -461,28 +459,15 @@ impl RangeReplica {
         }
     }
 
-    /// Proposes `cmd` and waits for its application here.
+    /// Proposes `cmd` alone and waits for its application here.
     pub async fn propose(&self, cmd: RaftCommand) -> Result<RaftResponse> {
-        match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd)).await {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(KvError::NotLeader {
-                    range_id: self.id,
-                    leader: f.leader_id,
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(KvError::Unavailable(format!("range {}: {e}", self.id)))
-            }
-            Ok(Err(RaftError::Fatal(f))) => Err(KvError::AmbiguousCommit(format!(
-                "range {} stopped: {f}",
-                self.id
-            ))),
-            Err(_) => Err(KvError::AmbiguousCommit(format!(
-                "range {} did not commit the write within {PROPOSE_TIMEOUT:?} (quorum lost?)",
-                self.id
-            ))),
-        }
+        proposer::propose(&self.raft, self.id, cmd).await
+    }
+
+    /// Entries and commands the write queue has replicated (see
+    /// [`Proposer`]).
+    pub fn proposal_stats(&self) -> (u64, u64) {
+        self.proposer.stats()
     }
 
     /// Stops the group.

@@ -14,6 +14,8 @@ use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 
+use crate::text_format;
+
 /// The pgwire error for `e`, with SQLSTATE, detail and hint.
 pub fn pg_error(e: SqlError) -> PgWireError {
     let mut info = ErrorInfo::new("ERROR".to_string(), e.code.to_string(), e.message);
@@ -84,6 +86,7 @@ pub fn query_response(
         None,
     )?);
     let row_fields = fields.clone();
+    let extra_float_digits = session.extra_float_digits();
     let sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     let limited = Deadline {
         inner: stream,
@@ -93,7 +96,12 @@ pub fn query_response(
     let rows = limited
         .map(move |batch| -> RowIter {
             match batch {
-                Ok(batch) => Box::new(encode_recordbatch(row_fields.clone(), batch)),
+                Ok(batch) => match text_format::render(batch, &row_fields, extra_float_digits) {
+                    Ok(batch) => Box::new(encode_recordbatch(row_fields.clone(), batch)),
+                    Err(e) => Box::new(std::iter::once(Err(pg_error(SqlError::internal(
+                        format!("rendering rows as text: {e}"),
+                    ))))),
+                },
                 Err(e) => {
                     session.fail_transaction();
                     Box::new(std::iter::once(Err(pg_error(e))))

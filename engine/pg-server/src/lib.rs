@@ -9,6 +9,7 @@ mod encode;
 pub mod frame;
 mod handler;
 mod server;
+pub mod text_format;
 
 pub use handler::{HoloHandlers, SessionHandle};
 pub use server::{PgServer, ServerOptions};

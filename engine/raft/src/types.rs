@@ -67,6 +67,10 @@ pub enum RaftCommand {
         /// First key of the right-hand range.
         right_start: Vec<u8>,
     },
+    /// MVCC commands of different requests on disjoint keys, replicated as
+    /// one entry (one log append and one sync for all of them); each has
+    /// its own result (see `MvccStore::evaluate_group`).
+    Writes(Vec<WriteCommand>),
 }
 
 impl std::fmt::Display for RaftCommand {
@@ -81,6 +85,7 @@ impl std::fmt::Display for RaftCommand {
                 write!(f, "merge(<-{}, {nonce})", right.id)
             }
             RaftCommand::MergeAbort { nonce, .. } => write!(f, "merge_abort({nonce})"),
+            RaftCommand::Writes(cmds) => write!(f, "writes({} commands)", cmds.len()),
         }
     }
 }
@@ -129,6 +134,8 @@ pub enum RaftResponse {
     /// A merge abort: `true` when the attempt is now fenced, `false` when
     /// the merge had already applied.
     MergeAbort(Result<bool, ApplyError>),
+    /// The results of a [`RaftCommand::Writes`], in its order.
+    Writes(Vec<Result<WriteResult, ApplyError>>),
 }
 
 openraft::declare_raft_types!(

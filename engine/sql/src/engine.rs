@@ -74,6 +74,9 @@ impl SqlEngine {
         opts.execution.time_zone = Some(UTC.to_string());
         opts.sql_parser.enable_ident_normalization = true;
         opts.sql_parser.map_string_types_to_utf8view = false;
+        // Numeric literals are exact, as in PostgreSQL (`1.005` is NUMERIC, not
+        // a binary float that rounds to 1.00).
+        opts.sql_parser.parse_float_as_decimal = true;
         let list = Arc::new(MemoryCatalogProviderList::new());
         list.register_catalog(
             DATABASE_NAME.to_string(),

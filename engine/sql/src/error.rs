@@ -178,6 +178,11 @@ impl From<ParserError> for SqlError {
 
 fn classify_cast(msg: &str) -> &'static str {
     let lower = msg.to_ascii_lowercase();
+    // A quoted input is text that does not parse (arrow: "Cannot cast
+    // value 'maybe' to value of Boolean type"), not a number out of range.
+    if lower.contains("cast value '") || lower.contains("cast string '") {
+        return sqlstate::INVALID_TEXT_REPRESENTATION;
+    }
     if lower.contains("overflow")
         || lower.contains("too large")
         || lower.contains("out of range")
@@ -477,6 +482,13 @@ mod tests {
             None,
         ));
         assert_eq!(e.code, sqlstate::NUMERIC_VALUE_OUT_OF_RANGE);
+        let e = SqlError::from(DataFusionError::ArrowError(
+            Box::new(ArrowError::CastError(
+                "Cannot cast value 'maybe' to value of Boolean type".into(),
+            )),
+            None,
+        ));
+        assert_eq!(e.code, sqlstate::INVALID_TEXT_REPRESENTATION);
         let e = SqlError::from(DataFusionError::NotImplemented("x".into()));
         assert_eq!(e.code, sqlstate::FEATURE_NOT_SUPPORTED);
         let inner = SqlError::new(sqlstate::CHECK_VIOLATION, "check");

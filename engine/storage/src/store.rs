@@ -1,11 +1,13 @@
 //! [`MvccStore`]: the range-addressed read and write API of one engine.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use holo_txn_types::{KeyError, Timestamp};
 
 use crate::command::{WriteCommand, WriteResult, evaluate};
+use crate::mvcc::join::BatchJoin;
 use crate::mvcc::reader::{MvccReader, ReadOptions, ScanResult};
 use crate::mvcc::txn::MvccTxn;
 use crate::{Engine, RangeDescriptor, Result, StorageError};
@@ -159,6 +161,60 @@ impl MvccStore {
         let mut txn = MvccTxn::new(&self.engine);
         let result = evaluate(&reader, &mut txn, range, cmd)?;
         Ok((txn.into_batch(), result))
+    }
+
+    /// Evaluates the commands of one replicated entry into one batch, each
+    /// with its own result: a command that fails writes nothing, the others
+    /// still apply. Every command is evaluated against the state before the
+    /// entry, which equals applying them in order only because no two of
+    /// them touch a key in common: a command that shares a key with an
+    /// earlier one, and a span command (`Gc`, `ClearRange`: those are
+    /// replicated alone), fails with `InvalidCommand` (the proposer never
+    /// groups such commands). Like [`MvccStore::evaluate_unchecked`], no node-local
+    /// safe-point check. An error of the engine itself fails the whole
+    /// group.
+    pub fn evaluate_group(
+        &self,
+        range: &RangeDescriptor,
+        cmds: &[WriteCommand],
+    ) -> Result<(rocksdb::WriteBatch, Vec<Result<WriteResult>>)> {
+        let reader = MvccReader::new(&self.engine);
+        let mut join = BatchJoin::default();
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let mut results = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let keys = cmd.keys();
+            let result = if matches!(
+                cmd,
+                WriteCommand::Gc { .. } | WriteCommand::ClearRange { .. }
+            ) {
+                Err(StorageError::InvalidCommand(
+                    "a span command is replicated alone, not in a group".into(),
+                ))
+            } else if keys.iter().any(|k| seen.contains(k)) {
+                Err(StorageError::InvalidCommand(
+                    "a command shares a key with an earlier command of its entry".into(),
+                ))
+            } else {
+                let mut txn = MvccTxn::new(&self.engine);
+                let result = evaluate(&reader, &mut txn, range, cmd);
+                if result.is_ok() {
+                    join.push(&txn.into_batch());
+                }
+                result
+            };
+            match result {
+                Err(
+                    e
+                    @ (StorageError::Rocks(_) | StorageError::Decode(_) | StorageError::Engine(_)),
+                ) => {
+                    return Err(e);
+                }
+                other => results.push(other),
+            }
+            seen.extend(keys);
+        }
+        Ok((join.finish(), results))
     }
 
     /// Every entry of the range's MVCC column families in `[start, end)`

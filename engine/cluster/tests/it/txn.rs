@@ -262,3 +262,44 @@ async fn an_autocommit_write_asks_the_oracle_once() {
         "{WRITES} autocommit writes asked the oracle {asked} times"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_to_one_range_share_raft_entries() {
+    let c = cluster(&[]).await;
+    let replica = c
+        .node
+        .replicas()
+        .into_iter()
+        .find(|r| r.descriptor().contains(b"g"))
+        .unwrap();
+    let (entries_before, commands_before) = replica.proposal_stats();
+    const WRITERS: usize = 64;
+    let writes: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let client = c.client.clone();
+            tokio::spawn(async move {
+                let t = Transaction::begin(client, opts()).await.unwrap();
+                t.put(format!("g{i:03}").into_bytes(), vec![i as u8])
+                    .unwrap();
+                t.commit().await.unwrap()
+            })
+        })
+        .collect();
+    for w in writes {
+        assert!(w.await.unwrap().one_pc);
+    }
+    let (entries, commands) = replica.proposal_stats();
+    let (entries, commands) = (entries - entries_before, commands - commands_before);
+    // (Background work may add a command or two.)
+    assert!(commands >= WRITERS as u64, "{commands}");
+    assert!(
+        entries < commands,
+        "{commands} concurrent writes went out as {entries} entries"
+    );
+    // Every write applied, each with its own value.
+    let r = Transaction::begin(c.client.clone(), opts()).await.unwrap();
+    for i in 0..WRITERS {
+        let key = format!("g{i:03}").into_bytes();
+        assert_eq!(r.get(&key).await.unwrap(), Some(vec![i as u8]));
+    }
+}

@@ -148,6 +148,17 @@ fn any(e: impl std::fmt::Display) -> AnyError {
     AnyError::error(e.to_string())
 }
 
+/// The deterministic outcome of a command that failed (`Ok`), or the
+/// engine's own failure, which stops the state machine (`Err`).
+fn apply_error(e: HoloStorageError) -> Result<ApplyError, HoloStorageError> {
+    match e {
+        HoloStorageError::Key(k) => Ok(ApplyError::Key(k)),
+        HoloStorageError::KeyOutOfRange { .. } => Ok(ApplyError::KeyNotInRange),
+        HoloStorageError::InvalidCommand(m) => Ok(ApplyError::Invalid(m)),
+        e => Err(e),
+    }
+}
+
 /// A range's state machine.
 pub struct RangeStateMachine {
     engine: Arc<Engine>,
@@ -215,11 +226,34 @@ impl RangeStateMachine {
         batch: &mut WriteBatch,
     ) -> SResult<(RaftResponse, Option<SmEvent>)> {
         Ok(match cmd {
-            RaftCommand::Write(_) | RaftCommand::Split { .. } if self.state.frozen != 0 => {
+            RaftCommand::Write(_) | RaftCommand::Writes(_) | RaftCommand::Split { .. }
+                if self.state.frozen != 0 =>
+            {
                 match cmd {
                     RaftCommand::Write(_) => (RaftResponse::Write(Err(ApplyError::Frozen)), None),
+                    RaftCommand::Writes(cmds) => (
+                        RaftResponse::Writes(vec![Err(ApplyError::Frozen); cmds.len()]),
+                        None,
+                    ),
                     _ => (RaftResponse::Split(Err(ApplyError::Frozen)), None),
                 }
+            }
+            RaftCommand::Writes(cmds) => {
+                let desc = self.state.desc.clone();
+                let (b, results) = self
+                    .store
+                    .evaluate_group(&desc, &cmds)
+                    .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+                *batch = b;
+                let results = results
+                    .into_iter()
+                    .map(|r| match r {
+                        Ok(v) => Ok(Ok(v)),
+                        Err(e) => apply_error(e).map(Err),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| StorageIOError::write_state_machine(any(e)))?;
+                (RaftResponse::Writes(results), None)
             }
             RaftCommand::Write(cmd) => {
                 let desc = self.state.desc.clone();
@@ -235,16 +269,10 @@ impl RangeStateMachine {
                         *batch = b;
                         (RaftResponse::Write(Ok(result)), None)
                     }
-                    Err(HoloStorageError::Key(k)) => {
-                        (RaftResponse::Write(Err(ApplyError::Key(k))), None)
-                    }
-                    Err(HoloStorageError::KeyOutOfRange { .. }) => {
-                        (RaftResponse::Write(Err(ApplyError::KeyNotInRange)), None)
-                    }
-                    Err(HoloStorageError::InvalidCommand(m)) => {
-                        (RaftResponse::Write(Err(ApplyError::Invalid(m))), None)
-                    }
-                    Err(e) => return Err(StorageIOError::write_state_machine(any(e)).into()),
+                    Err(e) => match apply_error(e) {
+                        Ok(e) => (RaftResponse::Write(Err(e)), None),
+                        Err(e) => return Err(StorageIOError::write_state_machine(any(e)).into()),
+                    },
                 }
             }
             RaftCommand::Split {

@@ -1,6 +1,6 @@
 //! The range state machine on a real RocksDB: openraft's storage suite
 //! (`suite`), and the merge commands: what a merge changes, and every rule
-//! that refuses one.
+//! that refuses one; a group of writes in one entry.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod suite;
@@ -230,4 +230,83 @@ async fn merges_against_a_changed_left_range_or_changing_replicas_are_refused() 
         f.left(Fixture::merge(6, version)).await,
         RaftResponse::Merge(Err(ApplyError::Invalid(_)))
     ));
+}
+
+fn one_pc(mutations: Vec<holo_txn_types::Mutation>, start: u64) -> WriteCommand {
+    WriteCommand::OnePc {
+        mutations,
+        start_ts: Timestamp::new(start),
+        commit_ts: Timestamp::new(start + 1),
+    }
+}
+
+#[tokio::test]
+async fn a_group_of_writes_applies_each_command_on_its_own() {
+    use holo_storage::ReadOptions;
+    use holo_txn_types::Mutation;
+    let mut f = Fixture::new();
+    assert!(matches!(
+        f.left(RaftCommand::Write(one_pc(
+            vec![Mutation::put(b"c1", b"old")],
+            10
+        )))
+        .await,
+        RaftResponse::Write(Ok(_))
+    ));
+    let group = vec![
+        one_pc(vec![Mutation::put(b"b1", b"new")], 20),
+        // Fails at its second key: its first key must not be locked.
+        WriteCommand::Prewrite {
+            mutations: vec![Mutation::put(b"b2", b"x"), Mutation::insert(b"c1", b"x")],
+            primary: b"b2".to_vec(),
+            start_ts: Timestamp::new(22),
+            lock_ttl_ms: 3000,
+            txn_size: 2,
+        },
+        one_pc(vec![Mutation::put(b"x", b"outside")], 24),
+        one_pc(vec![Mutation::put(b"b1", b"again")], 26),
+        WriteCommand::Gc {
+            keys: vec![b"b3".to_vec()],
+            safe_point: Timestamp::new(1),
+        },
+        one_pc(vec![Mutation::put(b"c2", b"new")], 28),
+    ];
+    let RaftResponse::Writes(results) = f.left(RaftCommand::Writes(group)).await else {
+        panic!("not a group result");
+    };
+    assert_eq!(results.len(), 6);
+    assert!(results[0].is_ok() && results[5].is_ok(), "{results:?}");
+    assert!(matches!(results[1], Err(ApplyError::Key(_))), "{results:?}");
+    assert_eq!(results[2], Err(ApplyError::KeyNotInRange));
+    assert!(
+        matches!(results[3], Err(ApplyError::Invalid(_))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[4], Err(ApplyError::Invalid(_))),
+        "{results:?}"
+    );
+
+    let store = MvccStore::new(f.engine.clone()).unwrap();
+    let d = desc(2, b"b", b"d", 3);
+    let read = |key: &[u8]| {
+        store
+            .get(&d, key, &ReadOptions::at(Timestamp::new(100)))
+            .unwrap()
+    };
+    assert_eq!(read(b"b1"), Some(b"new".to_vec()));
+    assert_eq!(read(b"c2"), Some(b"new".to_vec()));
+    assert_eq!(read(b"c1"), Some(b"old".to_vec()));
+    assert_eq!(read(b"b2"), None, "the failed prewrite left no lock");
+
+    // A frozen range refuses every command of a group.
+    f.left(RaftCommand::Freeze { nonce: 4 }).await;
+    assert_eq!(
+        f.left(RaftCommand::Writes(vec![
+            one_pc(vec![Mutation::put(b"b4", b"x")], 30),
+            one_pc(vec![Mutation::put(b"b5", b"x")], 32),
+        ]))
+        .await,
+        RaftResponse::Writes(vec![Err(ApplyError::Frozen), Err(ApplyError::Frozen)])
+    );
 }

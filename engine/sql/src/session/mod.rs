@@ -112,6 +112,11 @@ impl Session {
         }
     }
 
+    /// The `extra_float_digits` setting (-15 to 3).
+    pub fn extra_float_digits(&self) -> i8 {
+        self.inner.lock().settings.extra_float_digits()
+    }
+
     /// The `statement_timeout` setting, when set.
     pub fn statement_timeout(&self) -> Option<Duration> {
         self.inner.lock().settings.statement_timeout()
@@ -364,6 +369,7 @@ impl Session {
                 snapshot,
             }) => self.set_transaction(modes, *session, snapshot.is_some()),
             Statement::Set(set) => self.inner.lock().settings.set(set),
+            Statement::Reset(reset) => self.inner.lock().settings.reset(&reset.reset),
             Statement::ShowVariable { variable } => self.inner.lock().settings.show(variable),
             Statement::Discard { .. } => {
                 self.require_autocommit(autocommit, "DISCARD ALL")?;

@@ -36,6 +36,34 @@ const SETTINGS: &[(&str, &str)] = &[
     ("transaction_read_only", "off"),
 ];
 
+/// Settings a client may SHOW but not change.
+const READ_ONLY: &[&str] = &[
+    "server_version",
+    "server_version_num",
+    "server_encoding",
+    "integer_datetimes",
+    "transaction_isolation",
+    "transaction_read_only",
+];
+
+/// The canonical name of setting `raw`, or 42704.
+fn known_setting(raw: &str) -> SqlResult<&'static str> {
+    setting_name(raw).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("unrecognized configuration parameter \"{raw}\""),
+        )
+    })
+}
+
+/// 55P02 for a setting clients cannot change.
+fn read_only_setting(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::CANT_CHANGE_RUNTIME_PARAM,
+        format!("parameter \"{name}\" cannot be changed"),
+    )
+}
+
 fn setting_name(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     SETTINGS.iter().find(|(n, _)| *n == lower).map(|(n, _)| *n)
@@ -95,21 +123,82 @@ fn is_utc(v: &str) -> bool {
     )
 }
 
-/// One session's settings.
+type Vars = BTreeMap<&'static str, String>;
+
+/// The settings around an open transaction block.
+#[derive(Debug, Clone)]
+struct BlockSettings {
+    /// As at BEGIN: restored by a rollback.
+    at_begin: Vars,
+    /// With the block's `SET`s but not its `SET LOCAL`s: kept by a commit.
+    at_commit: Vars,
+}
+
+/// One session's settings. Inside a transaction block they are
+/// transactional, as in PostgreSQL: a rollback undoes the block's `SET`s,
+/// and `SET LOCAL` lasts until the block ends.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    vars: BTreeMap<&'static str, String>,
+    vars: Vars,
+    block: Option<BlockSettings>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             vars: SETTINGS.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            block: None,
         }
     }
 }
 
 impl Settings {
+    /// A transaction block opened.
+    pub(crate) fn begin_block(&mut self) {
+        self.block = Some(BlockSettings {
+            at_begin: self.vars.clone(),
+            at_commit: self.vars.clone(),
+        });
+    }
+
+    /// The block ended: committed, or rolled back (also a failed commit).
+    pub(crate) fn end_block(&mut self, committed: bool) {
+        if let Some(block) = self.block.take() {
+            self.vars = if committed {
+                block.at_commit
+            } else {
+                block.at_begin
+            };
+        }
+    }
+
+    /// Sets `name` for the session, or with `local` until the block ends
+    /// (outside a block `SET LOCAL` has no effect, as in PostgreSQL).
+    fn assign(&mut self, name: &'static str, value: String, local: bool) {
+        match &mut self.block {
+            Some(block) => {
+                if !local {
+                    block.at_commit.insert(name, value.clone());
+                }
+                self.vars.insert(name, value);
+            }
+            None if local => {
+                tracing::debug!(name, "SET LOCAL outside a transaction block: no effect");
+            }
+            None => {
+                self.vars.insert(name, value);
+            }
+        }
+    }
+
+    /// The `extra_float_digits` setting (-15 to 3).
+    pub(crate) fn extra_float_digits(&self) -> i8 {
+        self.vars
+            .get("extra_float_digits")
+            .and_then(|v| v.trim().parse::<i8>().ok())
+            .map_or(1, |v| v.clamp(-15, 3))
+    }
+
     /// The `statement_timeout` setting, when set.
     pub(crate) fn statement_timeout(&self) -> Option<Duration> {
         let v = self.vars.get("statement_timeout")?;
@@ -126,9 +215,10 @@ impl Settings {
 
     /// Sets `default_transaction_read_only` (SET SESSION CHARACTERISTICS).
     pub(crate) fn set_default_read_only(&mut self, read_only: bool) {
-        self.vars.insert(
+        self.assign(
             "default_transaction_read_only",
             if read_only { "on" } else { "off" }.into(),
+            false,
         );
     }
 
@@ -143,15 +233,14 @@ impl Settings {
         };
         match set {
             Set::SingleAssignment {
-                variable, values, ..
+                variable,
+                values,
+                scope,
+                ..
             } => {
+                let local = matches!(scope, Some(ast::ContextModifier::Local));
                 let raw = variable.to_string();
-                let name = setting_name(&raw).ok_or_else(|| {
-                    SqlError::new(
-                        sqlstate::UNDEFINED_OBJECT,
-                        format!("unrecognized configuration parameter \"{raw}\""),
-                    )
-                })?;
+                let name = known_setting(&raw)?;
                 let value = values.iter().map(value_text).collect::<Vec<_>>().join(", ");
                 let value = if value.eq_ignore_ascii_case("default") {
                     SETTINGS
@@ -192,16 +281,22 @@ impl Settings {
                              a unit (us, ms, s, min, h, d)"
                         )));
                     }
-                    "server_version"
-                    | "server_version_num"
-                    | "server_encoding"
-                    | "integer_datetimes"
-                    | "transaction_isolation"
-                    | "transaction_read_only" => {
+                    "extra_float_digits"
+                        if !value
+                            .trim()
+                            .parse::<i8>()
+                            .is_ok_and(|v| (-15..=3).contains(&v)) =>
+                    {
                         return Err(SqlError::new(
-                            sqlstate::CANT_CHANGE_RUNTIME_PARAM,
-                            format!("parameter \"{name}\" cannot be changed"),
-                        ));
+                            sqlstate::INVALID_PARAMETER_VALUE,
+                            format!(
+                                "invalid value for parameter \"extra_float_digits\": \"{value}\""
+                            ),
+                        )
+                        .with_hint("give an integer from -15 to 3"));
+                    }
+                    name if READ_ONLY.contains(&name) => {
+                        return Err(read_only_setting(name));
                     }
                     "default_transaction_isolation"
                         if value.to_ascii_lowercase().contains("serializable") =>
@@ -212,17 +307,17 @@ impl Settings {
                     }
                     _ => {}
                 }
-                self.vars.insert(name, value);
+                self.assign(name, value, local);
                 done()
             }
-            Set::SetTimeZone { value, .. } => {
+            Set::SetTimeZone { value, local } => {
                 let v = value_text(value);
                 if !is_utc(&v) {
                     return Err(SqlError::unsupported(format!(
                         "time zone \"{v}\" is not supported; sessions run in UTC"
                     )));
                 }
-                self.vars.insert("timezone", "UTC".into());
+                self.assign("timezone", "UTC".into(), *local);
                 done()
             }
             Set::SetNames { charset_name, .. } => {
@@ -236,6 +331,35 @@ impl Settings {
             }
             other => Err(SqlError::unsupported(format!("{other} is not supported"))),
         }
+    }
+
+    /// RESET name / RESET ALL: back to the default (transactional like
+    /// SET).
+    pub(crate) fn reset(&mut self, reset: &ast::Reset) -> SqlResult<StatementOutput> {
+        let names: Vec<&'static str> = match reset {
+            ast::Reset::ALL => SETTINGS
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| !READ_ONLY.contains(n))
+                .collect(),
+            ast::Reset::ConfigurationParameter(name) => {
+                let raw = name.to_string();
+                let name = known_setting(&raw)?;
+                if READ_ONLY.contains(&name) {
+                    return Err(read_only_setting(name));
+                }
+                vec![name]
+            }
+        };
+        for name in names {
+            if let Some((_, default)) = SETTINGS.iter().find(|(n, _)| *n == name) {
+                self.assign(name, default.to_string(), false);
+            }
+        }
+        Ok(StatementOutput::Command {
+            tag: "RESET".into(),
+            rows: None,
+        })
     }
 
     /// Answers SHOW name / SHOW ALL.
@@ -267,12 +391,7 @@ impl Settings {
         } else if raw.eq_ignore_ascii_case("time zone") {
             "timezone"
         } else {
-            setting_name(&raw).ok_or_else(|| {
-                SqlError::new(
-                    sqlstate::UNDEFINED_OBJECT,
-                    format!("unrecognized configuration parameter \"{raw}\""),
-                )
-            })?
+            known_setting(&raw)?
         };
         let value = self.vars.get(key).cloned().unwrap_or_default();
         one_column_rows(key, vec![value])

@@ -73,10 +73,14 @@ impl Session {
         }
         let txn =
             Transaction::begin(self.engine.kv().clone(), self.engine.options().txn.clone()).await?;
-        self.inner.lock().txn = TxnState::Open {
-            txn: Arc::new(txn),
-            read_only,
-        };
+        {
+            let mut inner = self.inner.lock();
+            inner.txn = TxnState::Open {
+                txn: Arc::new(txn),
+                read_only,
+            };
+            inner.settings.begin_block();
+        }
         self.engine.txn_metrics().begin();
         Ok(StatementOutput::TxnStart("BEGIN".into()))
     }
@@ -103,12 +107,14 @@ impl Session {
         match state {
             TxnState::Idle => Ok(StatementOutput::TxnEnd("COMMIT".into())),
             TxnState::Aborted => {
+                self.inner.lock().settings.end_block(false);
                 self.engine.txn_metrics().rolled_back();
                 Ok(StatementOutput::TxnEnd("ROLLBACK".into()))
             }
             TxnState::Open { txn, .. } => {
-                self.commit_txn(&txn).await?;
-                Ok(StatementOutput::TxnEnd("COMMIT".into()))
+                let result = self.commit_txn(&txn).await;
+                self.inner.lock().settings.end_block(result.is_ok());
+                result.map(|()| StatementOutput::TxnEnd("COMMIT".into()))
             }
         }
     }
@@ -136,7 +142,11 @@ impl Session {
     }
 
     pub(crate) fn rollback(&self) -> StatementOutput {
-        let state = std::mem::replace(&mut self.inner.lock().txn, TxnState::Idle);
+        let state = {
+            let mut inner = self.inner.lock();
+            inner.settings.end_block(false);
+            std::mem::replace(&mut inner.txn, TxnState::Idle)
+        };
         match state {
             TxnState::Open { txn, .. } => {
                 txn.rollback();
