@@ -9,7 +9,7 @@
 # `kv (k BIGINT PRIMARY KEY, v TEXT, n BIGINT)`; scripts: `SELECT v, n FROM kv
 # WHERE k = :k` and `UPDATE kv SET n = n + 1 WHERE k = :k`, k uniform in
 # [1, ROWS]. Prints one line per target and script: tps and the ratio to
-# PostgreSQL.
+# PostgreSQL. HOLO_BIN=path runs that holo-fusion binary instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clients="${1:-8}"
@@ -18,8 +18,12 @@ rows="${3:-10000}"
 mode="${4:-simple}"
 ci/install-deps.sh >/dev/null
 
-cargo build --release --locked -p holo-node --bin holo-fusion
-bin=$PWD/target/release/holo-fusion
+if [[ -n "${HOLO_BIN:-}" ]]; then
+  bin=$HOLO_BIN   # a binary built elsewhere (an older commit, say)
+else
+  cargo build --release --locked -p holo-node --bin holo-fusion
+  bin=$PWD/target/release/holo-fusion
+fi
 work=$(mktemp -d /tmp/holo-pgbench.XXXXXX)
 pids=()
 cleanup() {
@@ -48,16 +52,18 @@ chmod 755 "$work"; chmod 644 "$work"/*.sql
 load() { # port
   psql -q -h 127.0.0.1 -p "$1" -U postgres -v ON_ERROR_STOP=1 <<EOF
 CREATE TABLE kv (k BIGINT PRIMARY KEY, v TEXT, n BIGINT);
-INSERT INTO kv SELECT g, 'value-' || g, 0 FROM generate_series(1, $rows) AS g;
+INSERT INTO kv SELECT value, 'value-' || CAST(value AS TEXT), 0 FROM generate_series(1, $rows) AS g(value);
 EOF
 }
 
 declare -A base
 bench() { # name port
   for script in select update; do
-    tps=$(pgbench -n -h 127.0.0.1 -p "$2" -U postgres -c "$clients" -j 2 -T "$seconds" \
-      -M "$mode" -f "$work/$script.sql" 2>/dev/null | awk '/^tps/ {print int($3)}')
-    [[ -n "$tps" ]] || { echo "$1 $script: pgbench failed" >&2; exit 1; }
+    if ! pgbench -n -h 127.0.0.1 -p "$2" -U postgres -c "$clients" -j 2 -T "$seconds" --max-tries 10 \
+      -M "$mode" -f "$work/$script.sql" postgres >"$work/out" 2>&1; then
+      echo "$1 $script: pgbench failed:" >&2; grep -i -m3 "error" "$work/out" >&2; tail -3 "$work/out" >&2; exit 1
+    fi
+    tps=$(awk '/^tps/ {print int($3)}' "$work/out")
     [[ $1 == postgres ]] && base[$script]=$tps
     ratio=$(awk -v a="$tps" -v b="${base[$script]}" 'BEGIN {printf "%.2f", a / b}')
     printf '%-22s %-6s %8d tps  %sx\n' "$1" "$script" "$tps" "$ratio"
@@ -93,8 +99,12 @@ kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
 # HoloFusion, three nodes.
 for n in 1 2 3; do
-  seeds=$(for m in 1 2 3; do [[ $m != "$n" ]] && echo "127.0.0.1:$((27256 + m))"; done | paste -sd, -)
-  extra=(); [[ $n == 1 ]] && extra=(--bootstrap)
+  seeds=""
+  for m in 1 2 3; do
+    if [[ $m != "$n" ]]; then seeds+="${seeds:+,}127.0.0.1:$((27256 + m))"; fi
+  done
+  extra=()
+  if [[ $n == 1 ]]; then extra=(--bootstrap); fi
   "$bin" start --node-id "$n" --listen "127.0.0.1:$((27256 + n))" --pg-listen "127.0.0.1:$((5490 + n))" \
     --data-dir "$work/n$n" --join "$seeds" "${extra[@]}" >"$work/n$n.log" 2>&1 &
   pids+=($!)

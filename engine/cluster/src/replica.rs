@@ -73,6 +73,7 @@ impl RangeReplica {
         lease_ms: u64,
     ) -> RangeReplica {
         let id = shared.desc.read().id;
+        let proposer = Proposer::start(raft.clone(), id, shared.clone());
         RangeReplica {
             id,
             node_id,
@@ -83,7 +84,7 @@ impl RangeReplica {
             transferring_to: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             clock: CommitClock::new(),
-            proposer: Proposer::start(raft.clone(), id),
+            proposer,
             raft,
         }
     }
@@ -143,13 +144,7 @@ impl RangeReplica {
     /// The voters of the range's membership (both sides of a change in
     /// progress).
     pub fn voters(&self) -> std::collections::BTreeSet<u64> {
-        self.raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
+        proposer::voters(&self.raft)
     }
 
     /// The voters, or `None` while a membership change is in progress.
@@ -373,6 +368,7 @@ impl RangeReplica {
             }
         }
         let latch = self.latches.acquire_for(&write).await;
+        let epoch = self.lease_epoch();
         let (cmd, commit_ts) = match write {
             KvWrite::Command(cmd) => (cmd, None),
             KvWrite::OnePc {
@@ -381,7 +377,7 @@ impl RangeReplica {
             } => {
                 // The lease may have moved between the raise and the
                 // latches: commit only on a clock raised for this lease.
-                if !self.clock.synced_for(self.lease_epoch()) {
+                if !self.clock.synced_for(epoch) {
                     return Err(self.not_leader());
                 }
                 let commit_ts = self.clock.commit_ts(start_ts);
@@ -404,7 +400,8 @@ impl RangeReplica {
             )));
         }
         self.store.check_write_safe_point(&cmd)?;
-        match self.proposer.write(cmd, latch).await? {
+        let epoch = commit_ts.map(|_| epoch);
+        match self.proposer.write(cmd, epoch, latch).await? {
             Ok(result) => Ok(WriteResponse { result, commit_ts }),
             Err(e) => Err(self.apply_error(e)),
         }
