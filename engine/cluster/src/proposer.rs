@@ -63,7 +63,8 @@ struct Pending {
     epoch: Option<LeaseEpoch>,
     bytes: usize,
     reply: oneshot::Sender<WriteOutcome>,
-    _latch: LatchGuard,
+    /// Held until the write's answer is sent.
+    latch: LatchGuard,
 }
 
 /// How many entries and commands a range's proposer replicated.
@@ -113,7 +114,7 @@ impl Proposer {
             epoch,
             cmd,
             reply,
-            _latch: latch,
+            latch,
         };
         self.tx
             .send(pending)
@@ -230,7 +231,7 @@ async fn replicate(group: &Group, pending: Vec<Pending>) {
     // A one-phase commit whose lease ended while it waited would enter the
     // log under a later lease, below reads that lease may have served.
     let epoch = group.lease_epoch();
-    let (mut pending, stale): (Vec<_>, Vec<_>) = pending
+    let (pending, stale): (Vec<_>, Vec<_>) = pending
         .into_iter()
         .partition(|p| p.epoch.is_none_or(|e| e == epoch));
     for p in stale {
@@ -240,34 +241,30 @@ async fn replicate(group: &Group, pending: Vec<Pending>) {
             leader,
         }));
     }
-    if pending.is_empty() {
-        return;
-    }
-    if pending.len() == 1 {
-        let Some(p) = pending.pop() else { return };
-        let outcome = match propose(raft, range, RaftCommand::Write(p.cmd)).await {
-            Ok(RaftResponse::Write(r)) => Ok(r),
-            Ok(other) => Err(unexpected(range, &other)),
-            Err(e) => Err(e),
-        };
-        let _ = p.reply.send(outcome);
-        return;
-    }
-    let (cmds, waiters): (Vec<_>, Vec<_>) = pending
+    let (mut cmds, waiters): (Vec<_>, Vec<_>) = pending
         .into_iter()
-        .map(|p| (p.cmd, (p.reply, p._latch)))
+        .map(|p| (p.cmd, (p.reply, p.latch)))
         .unzip();
     let n = cmds.len();
-    match propose(raft, range, RaftCommand::Writes(cmds)).await {
-        Ok(RaftResponse::Writes(results)) if results.len() == n => {
+    let cmd = match cmds.pop() {
+        Some(only) if cmds.is_empty() => RaftCommand::Write(only),
+        Some(last) => {
+            cmds.push(last);
+            RaftCommand::Writes(cmds)
+        }
+        None => return,
+    };
+    let results = match propose(raft, range, cmd).await {
+        Ok(RaftResponse::Write(r)) if n == 1 => Ok(vec![r]),
+        Ok(RaftResponse::Writes(rs)) if rs.len() == n => Ok(rs),
+        Ok(other) => Err(unexpected(range, &other)),
+        Err(e) => Err(e),
+    };
+    // Each write's latches go when its answer has been sent.
+    match results {
+        Ok(results) => {
             for ((reply, _latch), r) in waiters.into_iter().zip(results) {
                 let _ = reply.send(Ok(r));
-            }
-        }
-        Ok(other) => {
-            let e = unexpected(range, &other);
-            for (reply, _latch) in waiters {
-                let _ = reply.send(Err(e.clone()));
             }
         }
         Err(e) => {

@@ -86,7 +86,11 @@ pub fn query_response(
         None,
     )?);
     let row_fields = fields.clone();
-    let extra_float_digits = session.extra_float_digits();
+    let render = text_format::TextRender::new(
+        stream.schema().as_ref(),
+        &fields,
+        session.extra_float_digits(),
+    );
     let sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
     let limited = Deadline {
         inner: stream,
@@ -96,7 +100,7 @@ pub fn query_response(
     let rows = limited
         .map(move |batch| -> RowIter {
             match batch {
-                Ok(batch) => match text_format::render(batch, &row_fields, extra_float_digits) {
+                Ok(batch) => match render_text(render.as_ref(), batch) {
                     Ok(batch) => Box::new(encode_recordbatch(row_fields.clone(), batch)),
                     Err(e) => Box::new(std::iter::once(Err(pg_error(SqlError::internal(
                         format!("rendering rows as text: {e}"),
@@ -110,6 +114,16 @@ pub fn query_response(
         })
         .flat_map(stream::iter);
     Ok(QueryResponse::new(fields, rows))
+}
+
+fn render_text(
+    render: Option<&text_format::TextRender>,
+    batch: datafusion::arrow::array::RecordBatch,
+) -> Result<datafusion::arrow::array::RecordBatch, datafusion::arrow::error::ArrowError> {
+    match render {
+        Some(r) => r.apply(batch),
+        None => Ok(batch),
+    }
 }
 
 /// The pgwire response for a statement output.

@@ -145,38 +145,61 @@ fn column_text(column: &ArrayRef, extra: i8) -> Result<Option<ArrayRef>, ArrowEr
     Ok(Some(Arc::new(strings)))
 }
 
-/// `batch` with its text-format float and timestamp columns rendered as
-/// PostgreSQL prints them.
-pub fn render(
-    batch: RecordBatch,
-    fields: &[FieldInfo],
+/// How the batches of one result are rendered: the text-format float and
+/// timestamp columns as PostgreSQL prints them. Decided once per result
+/// from its schema; `None` from [`TextRender::new`] when no column needs it.
+pub struct TextRender {
+    columns: Vec<usize>,
+    schema: Arc<Schema>,
     extra_float_digits: i8,
-) -> Result<RecordBatch, ArrowError> {
-    let mut columns = batch.columns().to_vec();
-    let mut schema_fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut changed = false;
-    for (i, column) in batch.columns().iter().enumerate() {
-        let text = fields
-            .get(i)
-            .is_some_and(|f| matches!(f.format(), FieldFormat::Text));
-        if !text {
-            continue;
+}
+
+impl TextRender {
+    /// The rendering of results with `schema` sent as `fields`.
+    pub fn new(
+        schema: &Schema,
+        fields: &[FieldInfo],
+        extra_float_digits: i8,
+    ) -> Option<TextRender> {
+        let columns: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, f)| {
+                fields
+                    .get(*i)
+                    .is_some_and(|f| matches!(f.format(), FieldFormat::Text))
+                    && matches!(
+                        f.data_type(),
+                        DataType::Float64 | DataType::Float32 | DataType::Timestamp(_, _)
+                    )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if columns.is_empty() {
+            return None;
         }
-        if let Some(strings) = column_text(column, extra_float_digits)? {
-            schema_fields[i] = schema_fields[i].clone().with_data_type(DataType::Utf8);
-            columns[i] = strings;
-            changed = true;
+        let mut out: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for &i in &columns {
+            out[i] = out[i].clone().with_data_type(DataType::Utf8);
         }
+        Some(TextRender {
+            columns,
+            schema: Arc::new(Schema::new(out)),
+            extra_float_digits,
+        })
     }
-    if !changed {
-        return Ok(batch);
+
+    /// `batch` with the chosen columns as text.
+    pub fn apply(&self, batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+        let mut columns = batch.columns().to_vec();
+        for &i in &self.columns {
+            if let Some(text) = column_text(&columns[i], self.extra_float_digits)? {
+                columns[i] = text;
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
     }
-    RecordBatch::try_new(Arc::new(Schema::new(schema_fields)), columns)
 }
 
 #[cfg(test)]
