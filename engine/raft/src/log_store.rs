@@ -2,7 +2,9 @@
 //! engine's `raft` column family.
 //!
 //! Keys: `range id (u64 BE) | tag | ...`: `0x01 index (u64 BE)` log entries,
-//! `0x02` vote, `0x03` last purged log id, `0x04` committed log id. The state
+//! `0x02` vote, `0x03` last purged log id, `0x04` committed log id (written
+//! by earlier versions only: openraft then does not need it, the state
+//! machine's applied state is persisted with every apply). The state
 //! machine keeps its applied state under tag `0x05` (see
 //! [`crate::state_machine`]). Log writes are synced before they are reported
 //! durable.
@@ -205,18 +207,6 @@ impl RaftLogStorage<TypeConfig> for RangeLogStore {
     async fn read_vote(&mut self) -> SResult<Option<Vote<u64>>> {
         self.get(TAG_VOTE)
             .map_err(|e| StorageIOError::read_vote(e).into())
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> SResult<()> {
-        self.put(TAG_COMMITTED, &committed)
-            .map_err(|e| StorageIOError::write(e).into())
-    }
-
-    async fn read_committed(&mut self) -> SResult<Option<LogId<u64>>> {
-        Ok(self
-            .get::<Option<LogId<u64>>>(TAG_COMMITTED)
-            .map_err(StorageIOError::read)?
-            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> SResult<()>

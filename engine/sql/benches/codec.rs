@@ -39,6 +39,7 @@ fn table() -> TableDescriptor {
         checks: vec![],
         indexes: vec![],
         next_column_id: 4,
+        next_index_id: 2,
     }
 }
 

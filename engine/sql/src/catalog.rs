@@ -16,6 +16,7 @@ use holo_kv::{KvClient, KvError, Transaction, TxnOptions};
 use holo_txn_types::KeyError;
 use parking_lot::RwLock;
 
+use crate::codec::index::IndexCodec;
 use crate::codec::key::{prefix_end, table_prefix};
 use crate::codec::row::RowCodec;
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -39,6 +40,9 @@ pub struct TableEntry {
     pub schema: SchemaRef,
     /// Column defaults as DataFusion expressions.
     pub defaults: HashMap<String, Expr>,
+    /// Codecs of the secondary indexes writers maintain (every index in the
+    /// descriptor), in descriptor order.
+    pub indexes: Vec<IndexCodec>,
 }
 
 impl TableEntry {
@@ -66,13 +70,38 @@ impl TableEntry {
                 defaults.insert(c.name.clone(), expr);
             }
         }
+        let codec = Arc::new(RowCodec::new(&desc)?);
+        let indexes = desc
+            .indexes
+            .iter()
+            .map(|i| IndexCodec::new(&desc, i, codec.columns()))
+            .collect::<SqlResult<Vec<_>>>()?;
         Ok(TableEntry {
-            codec: Arc::new(RowCodec::new(&desc)?),
+            codec,
             desc,
             schema,
             defaults,
+            indexes,
         })
     }
+
+    /// The constraint a key of this table belongs to and the rendering of
+    /// its values (for a unique violation): the primary key or one of the
+    /// unique indexes.
+    pub fn describe_conflict(&self, key: &[u8]) -> (&str, Option<String>) {
+        if let Some(index) = self.indexes.iter().find(|i| key.starts_with(i.prefix())) {
+            return (&index.desc().name, index.describe_key(key));
+        }
+        (&self.desc.primary_key.name, self.codec.describe_key(key))
+    }
+}
+
+/// 42P07 for a relation name in use.
+pub fn relation_exists(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::DUPLICATE_TABLE,
+        format!("relation \"{name}\" already exists"),
+    )
 }
 
 #[derive(Debug, Default)]
@@ -281,6 +310,27 @@ impl Catalog {
         names
     }
 
+    /// Whether a relation (table, primary key or secondary index) called
+    /// `name` exists in the schema, as far as this node's cache knows (the
+    /// commit of a new name checks it against the store).
+    pub fn relation_exists(&self, name: &str) -> bool {
+        self.cache.read().by_name.values().any(|t| {
+            t.desc.name == name
+                || t.desc.primary_key.name == name
+                || t.desc.indexes.iter().any(|i| i.name == name)
+        })
+    }
+
+    /// The table holding the secondary index called `name`.
+    pub fn index_owner(&self, name: &str) -> Option<Arc<TableEntry>> {
+        self.cache
+            .read()
+            .by_name
+            .values()
+            .find(|t| t.desc.index(name).is_some())
+            .cloned()
+    }
+
     /// The context used to plan default and CHECK expressions.
     pub fn expr_context(&self) -> &SessionContext {
         &self.expr_ctx
@@ -320,10 +370,26 @@ impl Catalog {
             namespace_key(desc.parent_id, &desc.name),
             id.to_be_bytes().to_vec(),
         )?;
+        // Index names share the schema's relation namespace with tables.
+        for index in &desc.indexes {
+            txn.insert(
+                namespace_key(desc.parent_id, &index.name),
+                id.to_be_bytes().to_vec(),
+            )?;
+        }
         txn.insert(descriptor_key(id), json(&Descriptor::Table(desc.clone()))?)?;
         self.bump_version(&txn).await?;
         match txn.commit().await {
             Ok(_) => {}
+            Err(KvError::Key(KeyError::AlreadyExists { key }))
+                if let Some(index) = desc
+                    .indexes
+                    .iter()
+                    .find(|i| key == namespace_key(desc.parent_id, &i.name)) =>
+            {
+                self.reload().await?;
+                return Err(relation_exists(&index.name));
+            }
             Err(KvError::Key(KeyError::AlreadyExists { .. })) => {
                 self.reload().await?;
                 return if if_not_exists {
@@ -365,6 +431,9 @@ impl Catalog {
         let desc = &entry.desc;
         let txn = self.begin().await?;
         txn.delete(namespace_key(desc.parent_id, &desc.name))?;
+        for index in &desc.indexes {
+            txn.delete(namespace_key(desc.parent_id, &index.name))?;
+        }
         txn.delete(descriptor_key(desc.id))?;
         self.bump_version(&txn).await?;
         txn.commit().await?;

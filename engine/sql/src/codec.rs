@@ -1,7 +1,8 @@
-//! Byte codecs of table data: order-preserving key tuples ([`key`]) and the
-//! versioned row value format ([`row`]), both working directly on Arrow
-//! arrays ([`column`]).
+//! Byte codecs of table data: order-preserving key tuples ([`key`]), the
+//! versioned row value format ([`row`]) and secondary index entries
+//! ([`index`]), all working directly on Arrow arrays ([`column`]).
 
 pub mod column;
+pub mod index;
 pub mod key;
 pub mod row;

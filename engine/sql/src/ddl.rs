@@ -1,4 +1,7 @@
-//! CREATE TABLE and DROP TABLE.
+//! CREATE TABLE and DROP TABLE; the indexes a table definition makes are in
+//! [`indexes`].
+
+mod indexes;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use crate::catalog::descriptor::{
 use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::types::SqlType;
+use indexes::{UniqueSpec, add_unique_indexes};
 
 /// Resolves a possibly qualified table name (`t`, `public.t`,
 /// `holo.public.t`) to the table name in `public`.
@@ -68,6 +72,20 @@ fn ident_name(ident: &ast::Ident) -> String {
     } else {
         ident.value.to_lowercase()
     }
+}
+
+/// The column names of a PRIMARY KEY or UNIQUE constraint (`what`);
+/// expressions are not supported.
+fn key_column_names(columns: &[ast::IndexColumn], what: &str) -> SqlResult<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            SqlExpr::Identifier(id) => Ok(ident_name(id)),
+            other => Err(SqlError::unsupported(format!(
+                "{what} on expression {other} is not supported"
+            ))),
+        })
+        .collect()
 }
 
 fn unsupported_clause(what: &str) -> SqlError {
@@ -171,7 +189,13 @@ fn validate_check(ctx: &SessionContext, table: &TableDescriptor, sql: &str) -> S
 
 /// Builds the descriptor of a CREATE TABLE (id and version are assigned by
 /// the catalog) and validates it.
-pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<TableDescriptor> {
+/// The descriptor of `ct`; `taken` tells whether a relation name is in use
+/// in the schema (for the names of the indexes the table makes).
+pub fn table_descriptor(
+    ctx: &SessionContext,
+    ct: &CreateTable,
+    taken: &dyn Fn(&str) -> bool,
+) -> SqlResult<TableDescriptor> {
     if ct.or_replace {
         return Err(unsupported_clause("OR REPLACE"));
     }
@@ -207,7 +231,9 @@ pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<Tab
         checks: Vec::new(),
         indexes: Vec::new(),
         next_column_id: 1,
+        next_index_id: 2,
     };
+    let mut uniques: Vec<UniqueSpec> = Vec::new();
     let mut pk_names: Option<Vec<String>> = None;
     let mut check_sql: Vec<(Option<String>, String, Option<String>)> = Vec::new();
     let mut seen = HashSet::new();
@@ -254,14 +280,12 @@ pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<Tab
                 }
                 ColumnOption::PrimaryKey(_) => set_pk(&mut pk_names, vec![col_name.clone()])?,
                 ColumnOption::Check(check) => check_sql.push((
-                    check.name.as_ref().map(ident_name),
+                    opt.name.as_ref().or(check.name.as_ref()).map(ident_name),
                     check.expr.to_string(),
                     Some(col_name.clone()),
                 )),
-                ColumnOption::Unique(_) => {
-                    return Err(SqlError::unsupported(
-                        "UNIQUE constraints are not supported yet (only PRIMARY KEY)",
-                    ));
+                ColumnOption::Unique(c) => {
+                    uniques.push(UniqueSpec::column(&col_name, opt.name.as_ref(), c)?)
                 }
                 ColumnOption::ForeignKey(_) => {
                     return Err(SqlError::unsupported(
@@ -280,16 +304,7 @@ pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<Tab
     for constraint in &ct.constraints {
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
-                let cols = pk
-                    .columns
-                    .iter()
-                    .map(|c| match &c.column.expr {
-                        SqlExpr::Identifier(id) => Ok(ident_name(id)),
-                        other => Err(SqlError::unsupported(format!(
-                            "PRIMARY KEY on expression {other}"
-                        ))),
-                    })
-                    .collect::<SqlResult<Vec<_>>>()?;
+                let cols = key_column_names(&pk.columns, "PRIMARY KEY")?;
                 set_pk(&mut pk_names, cols)?;
                 if let Some(n) = &pk.name {
                     desc.primary_key.name = ident_name(n);
@@ -300,11 +315,7 @@ pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<Tab
                 check.expr.to_string(),
                 None,
             )),
-            TableConstraint::Unique(_) => {
-                return Err(SqlError::unsupported(
-                    "UNIQUE constraints are not supported yet (only PRIMARY KEY)",
-                ));
-            }
+            TableConstraint::Unique(c) => uniques.push(UniqueSpec::table(c)?),
             TableConstraint::ForeignKey(_) => {
                 return Err(SqlError::unsupported(
                     "FOREIGN KEY constraints are not supported",
@@ -368,13 +379,16 @@ pub fn table_descriptor(ctx: &SessionContext, ct: &CreateTable) -> SqlResult<Tab
             expr: sql,
         });
     }
+    add_unique_indexes(&mut desc, uniques, &mut used_names, taken)?;
     Ok(desc)
 }
 
 /// Runs a CREATE TABLE; `Ok(false)` when it existed and IF NOT EXISTS was
 /// given.
 pub async fn create_table(catalog: &Catalog, ct: &CreateTable) -> SqlResult<bool> {
-    let desc = table_descriptor(catalog.expr_context(), ct)?;
+    let desc = table_descriptor(catalog.expr_context(), ct, &|name| {
+        catalog.relation_exists(name)
+    })?;
     catalog.create_table(desc, ct.if_not_exists).await
 }
 
@@ -396,6 +410,35 @@ pub async fn drop_tables(
     }
     for name in resolved {
         catalog.drop_table(&name, true).await?;
+    }
+    Ok(())
+}
+
+/// Runs a DROP INDEX of `names`. Only the indexes of UNIQUE constraints
+/// exist so far (indexes on existing tables come with the online schema
+/// change), and those are dropped with their constraint, as in PostgreSQL.
+pub fn drop_indexes(catalog: &Catalog, names: &[ObjectName], if_exists: bool) -> SqlResult<()> {
+    for name in names {
+        let name = resolve_table_name(name)?;
+        let Some(table) = catalog.index_owner(&name) else {
+            if if_exists {
+                continue;
+            }
+            return Err(SqlError::new(
+                sqlstate::UNDEFINED_OBJECT,
+                format!("index \"{name}\" does not exist"),
+            ));
+        };
+        let owner = &table.desc.name;
+        return Err(SqlError::new(
+            sqlstate::DEPENDENT_OBJECTS_STILL_EXIST,
+            format!(
+                "cannot drop index {name} because constraint {name} on table {owner} requires it"
+            ),
+        )
+        .with_hint(format!(
+            "You can drop constraint {name} on table {owner} instead."
+        )));
     }
     Ok(())
 }

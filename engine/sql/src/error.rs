@@ -95,6 +95,8 @@ pub mod sqlstate {
     pub const INVALID_SCHEMA_NAME: &str = "3F000";
     /// `duplicate_object`.
     pub const DUPLICATE_OBJECT: &str = "42710";
+    /// `dependent_objects_still_exist`.
+    pub const DEPENDENT_OBJECTS_STILL_EXIST: &str = "2BP01";
     /// `read_only_sql_transaction`.
     pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
     /// `cant_change_runtime_param`.

@@ -1,8 +1,10 @@
 //! Execution pieces HoloFusion adds to DataFusion: primary-key span
-//! derivation ([`pushdown`]), the storage scan ([`scan`]) and DML
-//! ([`dml`]).
+//! derivation ([`pushdown`]), the storage scan ([`scan`]), DML ([`dml`],
+//! with the fast paths in [`fast`]) and the row and index writes both
+//! produce (`row_writes`).
 
 pub mod dml;
 pub mod fast;
 pub mod pushdown;
+pub(crate) mod row_writes;
 pub mod scan;

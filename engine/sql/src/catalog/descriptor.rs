@@ -93,17 +93,51 @@ pub struct CheckDescriptor {
     pub expr: String,
 }
 
-/// A secondary index (layout reserved; no DDL creates one yet).
+/// Who maintains and who reads a secondary index: the steps of an online
+/// schema change (F1). Writers keep entries of every index that is not
+/// `DeleteOnly` complete; readers use `Public` indexes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexState {
+    /// Writers delete entries of rows they change or delete, add none.
+    DeleteOnly,
+    /// Writers maintain the index fully; readers ignore it.
+    WriteOnly,
+    /// Complete and used by readers.
+    #[default]
+    Public,
+}
+
+/// One key column of a secondary index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexColumnDescriptor {
+    /// The table column's id.
+    pub id: u32,
+    /// Whether the column sorts descending in the index.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub descending: bool,
+}
+
+/// A secondary index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexDescriptor {
     /// Index id inside the table (the primary index is 1).
     pub id: u16,
-    /// Name.
+    /// Name (unique among the schema's relations).
     pub name: String,
-    /// Indexed columns in order.
-    pub column_ids: Vec<u32>,
+    /// Key columns in order.
+    pub columns: Vec<IndexColumnDescriptor>,
+    /// Non-key columns stored in the entries (`INCLUDE`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_ids: Vec<u32>,
     /// Whether the index enforces uniqueness.
     pub unique: bool,
+    /// Whether a UNIQUE constraint of the table owns the index.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub constraint: bool,
+    /// Step of the index in its schema change.
+    #[serde(default)]
+    pub state: IndexState,
 }
 
 /// A table.
@@ -132,6 +166,13 @@ pub struct TableDescriptor {
     pub indexes: Vec<IndexDescriptor>,
     /// Next column id to hand out.
     pub next_column_id: u32,
+    /// Next secondary index id to hand out.
+    #[serde(default = "first_secondary_index_id")]
+    pub next_index_id: u16,
+}
+
+fn first_secondary_index_id() -> u16 {
+    2
 }
 
 impl TableDescriptor {
@@ -143,6 +184,11 @@ impl TableDescriptor {
     /// The column with id `id`.
     pub fn column_by_id(&self, id: u32) -> Option<&ColumnDescriptor> {
         self.columns.iter().find(|c| c.id == id)
+    }
+
+    /// The secondary index called `name`.
+    pub fn index(&self, name: &str) -> Option<&IndexDescriptor> {
+        self.indexes.iter().find(|i| i.name == name)
     }
 
     /// Whether column `id` is part of the primary key.

@@ -167,13 +167,7 @@ impl RowCodec {
             value.push(ROW_FORMAT_V1);
             value.extend_from_slice(&self.schema_version.to_be_bytes());
             for &c in &self.non_pk {
-                let r = &readers[c];
-                if r.is_null(i) {
-                    continue;
-                }
-                let col = &self.columns[c];
-                put_uvarint(&mut value, (u64::from(col.id) << 3) | wire_type(col.ty));
-                r.write_value(i, &mut value);
+                put_field(&mut value, &self.columns[c], &readers[c], i);
             }
             out.push((key, value));
         }
@@ -281,6 +275,16 @@ impl RowCodec {
         }
         Some(format!("({})=({})", names.join(", "), values.join(", ")))
     }
+}
+
+/// Appends row `i` of `r` as a value field of `col` (header and payload);
+/// a NULL writes nothing.
+pub(crate) fn put_field(out: &mut Vec<u8>, col: &CodecColumn, r: &ColumnReader<'_>, i: usize) {
+    if r.is_null(i) {
+        return;
+    }
+    put_uvarint(out, (u64::from(col.id) << 3) | wire_type(col.ty));
+    r.write_value(i, out);
 }
 
 /// Skips one key element payload of type `ty`.

@@ -23,13 +23,14 @@ use futures::StreamExt;
 use holo_kv::Transaction;
 use holo_txn_types::MutationOp;
 
+use super::row_writes::{Write, delete_writes, insert_writes, old_row_columns, update_writes};
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::planner::PlanContext;
 use crate::types::SqlType;
 
-const OLD_KEY_PREFIX: &str = "__holo_old_key_";
+const OLD_KEY_PREFIX: &str = "__holo_old_";
 
 /// The table a DML statement targets.
 pub fn target_table(catalog: &Catalog, dml: &DmlStatement) -> SqlResult<Arc<TableEntry>> {
@@ -293,15 +294,16 @@ fn bytea_from_text(array: &ArrayRef) -> SqlResult<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
-/// Adds the target rows' current primary key columns to an UPDATE's
-/// projection, so a key change deletes the old row.
-fn with_old_keys(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<LogicalPlan> {
+/// Adds the target rows' current values of [`old_row_columns`] to an
+/// UPDATE's projection, so a key change deletes the old row and changed
+/// index entries are replaced.
+fn with_old_rows(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<LogicalPlan> {
     let LogicalPlan::Projection(p) = input else {
         return Err(SqlError::internal("UPDATE input is not a projection"));
     };
     let mut exprs = p.expr.clone();
     let schema = p.input.schema();
-    for (i, &c) in entry.codec.pk_indices().iter().enumerate() {
+    for (i, c) in old_row_columns(entry).into_iter().enumerate() {
         let name = &entry.desc.columns[c].name;
         let (qualifier, field) = schema
             .qualified_field_with_unqualified_name(name)
@@ -374,7 +376,7 @@ pub async fn execute_dml(
     let state = planning.state.as_ref();
     let entry = target_table(catalog, dml)?;
     let ncols = entry.desc.columns.len();
-    let mut writes: Vec<(Vec<u8>, MutationOp)> = Vec::new();
+    let mut writes: Vec<Write> = Vec::new();
     let mut rows: u64 = 0;
     match &dml.op {
         WriteOp::Insert(InsertOp::Append) => {
@@ -382,9 +384,7 @@ pub async fn execute_dml(
             let validator = RowValidator::new(state, entry.clone(), text)?;
             for_each_batch(planning, &dml.input, |batch| {
                 let columns = validator.validate(batch.columns())?;
-                for (key, value) in entry.codec.encode_rows(&columns)? {
-                    writes.push((key, MutationOp::Insert(value)));
-                }
+                insert_writes(&entry, &columns, &mut writes)?;
                 rows += batch.num_rows() as u64;
                 Ok(())
             })
@@ -398,7 +398,7 @@ pub async fn execute_dml(
         WriteOp::Update => {
             let text = check_assignment_types(&dml.input, &entry)?;
             let validator = RowValidator::new(state, entry.clone(), text)?;
-            let plan = with_old_keys(&dml.input, &entry)?;
+            let plan = with_old_rows(&dml.input, &entry)?;
             let mut deletes = Vec::new();
             let mut puts = Vec::new();
             for_each_batch(planning, &plan, |batch| {
@@ -419,30 +419,25 @@ pub async fn execute_dml(
         }
         WriteOp::Delete => {
             let schema = dml.input.schema().clone();
-            let pk_positions = entry
-                .codec
-                .pk_indices()
-                .iter()
-                .map(|&c| {
+            let positions = old_row_columns(&entry)
+                .into_iter()
+                .map(|c| {
                     let name = &entry.desc.columns[c].name;
                     schema
                         .iter()
                         .position(|(_, f)| f.name() == name)
-                        .ok_or_else(|| SqlError::internal("DELETE input lacks a key column"))
+                        .ok_or_else(|| SqlError::internal("DELETE input lacks a needed column"))
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
             for_each_batch(planning, &dml.input, |batch| {
-                let pk: Vec<ArrayRef> = pk_positions
-                    .iter()
-                    .map(|&i| batch.column(i).clone())
-                    .collect();
-                for key in entry.codec.encode_keys(&pk)? {
-                    writes.push((key, MutationOp::Delete));
-                }
+                let old: Vec<ArrayRef> =
+                    positions.iter().map(|&i| batch.column(i).clone()).collect();
+                delete_writes(&entry, &old, &mut writes)?;
                 rows += batch.num_rows() as u64;
                 Ok(())
             })
             .await?;
+            // Deletes only: the order within the statement does not matter.
         }
         other => return Err(SqlError::unsupported(format!("{other} is not supported"))),
     }
@@ -450,39 +445,26 @@ pub async fn execute_dml(
     Ok(rows)
 }
 
-/// The writes of updated rows: a put when the key stays, a delete of the old
-/// key and an insert of the new one when it changes.
-pub(crate) fn update_writes(
-    entry: &TableEntry,
-    new_columns: &[ArrayRef],
-    old_key_columns: &[ArrayRef],
-    deletes: &mut Vec<(Vec<u8>, MutationOp)>,
-    puts: &mut Vec<(Vec<u8>, MutationOp)>,
-) -> SqlResult<()> {
-    let new_rows = entry.codec.encode_rows(new_columns)?;
-    let old_keys = entry.codec.encode_keys(old_key_columns)?;
-    for ((key, value), old) in new_rows.into_iter().zip(old_keys) {
-        if key == old {
-            puts.push((key, MutationOp::Put(value)));
-        } else {
-            deletes.push((old, MutationOp::Delete));
-            puts.push((key, MutationOp::Insert(value)));
-        }
-    }
-    Ok(())
-}
-
 /// Buffers a statement's writes in `txn`, all or nothing; with `check_now`
 /// inserted keys are first checked against the snapshot.
 pub(crate) async fn apply_writes(
     txn: &Transaction,
     entry: &TableEntry,
-    writes: Vec<(Vec<u8>, MutationOp)>,
+    writes: Vec<Write>,
     check_now: bool,
 ) -> SqlResult<()> {
     if check_now {
+        // A key the statement itself deletes (a swap) may be inserted again.
+        let deleted: std::collections::HashSet<&[u8]> = writes
+            .iter()
+            .filter(|(_, op)| matches!(op, MutationOp::Delete))
+            .map(|(k, _)| k.as_slice())
+            .collect();
         for (key, op) in &writes {
-            if matches!(op, MutationOp::Insert(_)) && txn.get(key).await?.is_some() {
+            if matches!(op, MutationOp::Insert(_))
+                && !deleted.contains(key.as_slice())
+                && txn.get(key).await?.is_some()
+            {
                 return Err(duplicate_key_error(entry, key));
             }
         }
@@ -500,16 +482,15 @@ pub(crate) async fn apply_writes(
     })
 }
 
-/// PostgreSQL's unique-violation error for `key` of `entry`.
+/// PostgreSQL's unique-violation error for `key` of `entry`, naming the
+/// primary key or unique index the key belongs to.
 pub fn duplicate_key_error(entry: &TableEntry, key: &[u8]) -> SqlError {
+    let (constraint, detail) = entry.describe_conflict(key);
     let err = SqlError::new(
         sqlstate::UNIQUE_VIOLATION,
-        format!(
-            "duplicate key value violates unique constraint \"{}\"",
-            entry.desc.primary_key.name
-        ),
+        format!("duplicate key value violates unique constraint \"{constraint}\""),
     );
-    match entry.codec.describe_key(key) {
+    match detail {
         Some(detail) => err.with_detail(format!("Key {detail} already exists.")),
         None => err,
     }

@@ -26,9 +26,9 @@ use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableSca
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::scalar::ScalarValue;
 use holo_kv::Transaction;
-use holo_txn_types::MutationOp;
 
-use super::dml::{RowValidator, apply_writes, check_assignment_types, update_writes};
+use super::dml::{RowValidator, apply_writes, check_assignment_types};
+use super::row_writes::{insert_writes, old_row_columns, update_writes};
 use crate::catalog::TableEntry;
 use crate::catalog::provider::HoloTable;
 use crate::codec::column::{ColumnReader, conform};
@@ -316,14 +316,12 @@ impl FastPlan {
                 }
                 let validator = RowValidator::new(state, entry.clone(), text_sources.clone())?;
                 let new_columns = validator.validate(&new_columns)?;
-                let old_key: Vec<ArrayRef> = entry
-                    .codec
-                    .pk_indices()
-                    .iter()
-                    .map(|&c| row.column(c).clone())
+                let old: Vec<ArrayRef> = old_row_columns(entry)
+                    .into_iter()
+                    .map(|c| row.column(c).clone())
                     .collect();
                 let (mut deletes, mut puts) = (Vec::new(), Vec::new());
-                update_writes(entry, &new_columns, &old_key, &mut deletes, &mut puts)?;
+                update_writes(entry, &new_columns, &old, &mut deletes, &mut puts)?;
                 deletes.extend(puts);
                 apply_writes(txn, entry, deletes, check_now).await?;
                 Ok(FastOutput::Written(1))
@@ -341,12 +339,8 @@ impl FastPlan {
                 let validator = RowValidator::new(state, entry.clone(), text_sources.clone())?;
                 let columns = validator.validate(&columns)?;
                 let rows = columns.first().map_or(0, |c| c.len());
-                let writes: Vec<(Vec<u8>, MutationOp)> = entry
-                    .codec
-                    .encode_rows(&columns)?
-                    .into_iter()
-                    .map(|(k, v)| (k, MutationOp::Insert(v)))
-                    .collect();
+                let mut writes = Vec::new();
+                insert_writes(entry, &columns, &mut writes)?;
                 apply_writes(txn, entry, writes, check_now).await?;
                 Ok(FastOutput::Written(rows as u64))
             }

@@ -347,6 +347,19 @@ impl Session {
                     rows: None,
                 })
             }
+            Statement::Drop {
+                object_type: ObjectType::Index,
+                if_exists,
+                names,
+                ..
+            } => {
+                self.require_autocommit(autocommit, "DROP INDEX")?;
+                ddl::drop_indexes(self.engine.catalog(), names, *if_exists)?;
+                Ok(StatementOutput::Command {
+                    tag: "DROP INDEX".into(),
+                    rows: None,
+                })
+            }
             Statement::Call(f) if crate::ranges::is_range_call(f) => {
                 self.require_autocommit(autocommit, "range statements")?;
                 let catalog = self.engine.catalog().clone();

@@ -1,6 +1,6 @@
 //! Checks the worked example of `docs/storage-model.md` byte for byte: the
 //! document's key/value listing must be exactly what a CREATE TABLE and two
-//! INSERTs write.
+//! INSERTs write, secondary index entries included.
 
 use holo_kv::{Transaction, TxnOptions};
 
@@ -29,7 +29,7 @@ async fn worked_example_matches_the_document() {
     let session = holo_sql::Session::new(&f.engine);
     session
         .query(
-            "CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL, score INT);
+            "CREATE TABLE users (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, score INT);
              INSERT INTO users VALUES (1, 'ada', 42);
              INSERT INTO users VALUES (2, 'bob', NULL);",
         )

@@ -3,6 +3,7 @@
 //! and quorum loss. Every wait is bounded.
 
 mod failover;
+mod indexes;
 mod placement;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,187 @@
+//! The writes of inserted, updated and deleted rows: the primary row and the
+//! entries of every secondary index writers maintain, so a committed row
+//! and its index entries are always both visible or both absent.
+//!
+//! Within one statement every delete comes before every insert, so a key
+//! that one row leaves and another takes (a swap of unique values) becomes
+//! one overwrite in the transaction's buffer, not a false violation.
+
+use datafusion::arrow::array::{ArrayRef, new_null_array};
+use holo_txn_types::MutationOp;
+
+use crate::catalog::TableEntry;
+use crate::codec::column::{ColumnReader, conform};
+use crate::codec::index::IndexEntry;
+use crate::error::{SqlError, SqlResult};
+
+/// One buffered write.
+pub(crate) type Write = (Vec<u8>, MutationOp);
+
+/// Table positions of the current values an UPDATE or DELETE needs of each
+/// target row: the primary key and every column of a secondary index.
+pub(crate) fn old_row_columns(entry: &TableEntry) -> Vec<usize> {
+    let mut cols: Vec<usize> = entry.codec.pk_indices().to_vec();
+    cols.extend(entry.indexes.iter().flat_map(|i| i.column_positions()));
+    cols.sort_unstable();
+    cols.dedup();
+    cols
+}
+
+/// Writes inserting `rows` (validated, one array per table column).
+pub(crate) fn insert_writes(
+    entry: &TableEntry,
+    rows: &[ArrayRef],
+    out: &mut Vec<Write>,
+) -> SqlResult<()> {
+    for (key, value) in entry.codec.encode_rows(rows)? {
+        out.push((key, MutationOp::Insert(value)));
+    }
+    if entry.indexes.is_empty() {
+        return Ok(());
+    }
+    let columns = conformed(entry, rows)?;
+    let readers = readers(entry, &columns)?;
+    for i in 0..row_count(rows) {
+        for index in entry.indexes.iter().filter(|i| i.writers_add()) {
+            out.push(adding(index.entry(&readers, i)));
+        }
+    }
+    Ok(())
+}
+
+/// Writes deleting rows whose current values of [`old_row_columns`] are
+/// `old` (in that order).
+pub(crate) fn delete_writes(
+    entry: &TableEntry,
+    old: &[ArrayRef],
+    out: &mut Vec<Write>,
+) -> SqlResult<()> {
+    let rows = widen(entry, old)?;
+    for key in old_keys(entry, &rows)? {
+        out.push((key, MutationOp::Delete));
+    }
+    if entry.indexes.is_empty() {
+        return Ok(());
+    }
+    let readers = readers(entry, &rows)?;
+    for i in 0..row_count(old) {
+        for index in &entry.indexes {
+            out.push((index.entry(&readers, i).key, MutationOp::Delete));
+        }
+    }
+    Ok(())
+}
+
+/// The writes of updated rows: `new` holds every column's new value, `old`
+/// the current values of [`old_row_columns`]. The row is a put when its key
+/// stays, a delete of the old key and an insert of the new one when it
+/// changes; an index entry is written only when it changes.
+pub(crate) fn update_writes(
+    entry: &TableEntry,
+    new: &[ArrayRef],
+    old: &[ArrayRef],
+    deletes: &mut Vec<Write>,
+    puts: &mut Vec<Write>,
+) -> SqlResult<()> {
+    let old_rows = widen(entry, old)?;
+    let new_rows = entry.codec.encode_rows(new)?;
+    for ((key, value), old) in new_rows.into_iter().zip(old_keys(entry, &old_rows)?) {
+        if key == old {
+            puts.push((key, MutationOp::Put(value)));
+        } else {
+            deletes.push((old, MutationOp::Delete));
+            puts.push((key, MutationOp::Insert(value)));
+        }
+    }
+    if entry.indexes.is_empty() {
+        return Ok(());
+    }
+    let new_columns = conformed(entry, new)?;
+    let new_readers = readers(entry, &new_columns)?;
+    let old_readers = readers(entry, &old_rows)?;
+    for i in 0..row_count(new) {
+        for index in &entry.indexes {
+            let before = index.entry(&old_readers, i);
+            if !index.writers_add() {
+                deletes.push((before.key, MutationOp::Delete));
+                continue;
+            }
+            let after = index.entry(&new_readers, i);
+            if before.key == after.key {
+                if before.value != after.value {
+                    puts.push((after.key, MutationOp::Put(after.value)));
+                }
+            } else {
+                deletes.push((before.key, MutationOp::Delete));
+                puts.push(adding(after));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The write adding `e`: an insert (the key must not exist) for the unique
+/// shape, a put otherwise.
+fn adding(e: IndexEntry) -> Write {
+    if e.unique {
+        (e.key, MutationOp::Insert(e.value))
+    } else {
+        (e.key, MutationOp::Put(e.value))
+    }
+}
+
+/// The primary keys of full-width `rows`.
+fn old_keys(entry: &TableEntry, rows: &[ArrayRef]) -> SqlResult<Vec<Vec<u8>>> {
+    let pk: Vec<ArrayRef> = entry
+        .codec
+        .pk_indices()
+        .iter()
+        .map(|&c| rows[c].clone())
+        .collect();
+    entry.codec.encode_keys(&pk)
+}
+
+fn row_count(arrays: &[ArrayRef]) -> usize {
+    arrays.first().map_or(0, |a| a.len())
+}
+
+/// `arrays` conformed to the table's column types.
+fn conformed(entry: &TableEntry, arrays: &[ArrayRef]) -> SqlResult<Vec<ArrayRef>> {
+    arrays
+        .iter()
+        .zip(&entry.desc.columns)
+        .map(|(a, c)| conform(a, c.ty))
+        .collect()
+}
+
+fn readers<'a>(entry: &TableEntry, columns: &'a [ArrayRef]) -> SqlResult<Vec<ColumnReader<'a>>> {
+    columns
+        .iter()
+        .zip(&entry.desc.columns)
+        .map(|(a, c)| ColumnReader::new(a, c.ty))
+        .collect()
+}
+
+/// One array per table column from the arrays of [`old_row_columns`]; the
+/// columns no write needs are NULL.
+fn widen(entry: &TableEntry, old: &[ArrayRef]) -> SqlResult<Vec<ArrayRef>> {
+    let positions = old_row_columns(entry);
+    if positions.len() != old.len() {
+        return Err(SqlError::internal(format!(
+            "expected {} current columns, got {}",
+            positions.len(),
+            old.len()
+        )));
+    }
+    let rows = row_count(old);
+    let mut out: Vec<ArrayRef> = entry
+        .desc
+        .columns
+        .iter()
+        .map(|c| new_null_array(&c.ty.arrow_type(), rows))
+        .collect();
+    for (&p, array) in positions.iter().zip(old) {
+        out[p] = conform(array, entry.desc.columns[p].ty)?;
+    }
+    Ok(out)
+}
