@@ -21,7 +21,7 @@
 //! non-unique index always uses the non-unique shape. INCLUDE fields use the
 //! row value's field format ([`super::row`]).
 
-use holo_txn_types::codec::put_uvarint;
+use holo_txn_types::codec::{get_uvarint, put_uvarint};
 
 use super::column::{ColumnBuilder, ColumnReader};
 use super::key::{TAG_NULL, TAG_VALUE, index_prefix};
@@ -55,6 +55,8 @@ pub struct IndexCodec {
     /// INCLUDE columns (table positions).
     include: Vec<usize>,
     columns: Vec<CodecColumn>,
+    /// Number of primary-key columns.
+    pk_len: usize,
 }
 
 impl IndexCodec {
@@ -96,6 +98,7 @@ impl IndexCodec {
             suffix,
             include,
             columns: columns.to_vec(),
+            pk_len: table.primary_key.column_ids.len(),
         })
     }
 
@@ -121,6 +124,42 @@ impl IndexCodec {
             .map(|(p, _)| *p)
             .chain(self.suffix.iter().copied())
             .chain(self.include.iter().copied())
+    }
+
+    /// Key columns: (table position, descending).
+    pub fn key_columns(&self) -> impl Iterator<Item = (usize, bool)> + '_ {
+        self.keys.iter().copied()
+    }
+
+    /// The key columns (table positions) of a point lookup through this
+    /// index: `Some` for a public unique index whose entries carry the
+    /// whole primary key in their value (no key column is part of it).
+    pub fn point_lookup_columns(&self) -> Option<Vec<usize>> {
+        let whole_pk_in_value = self.suffix.len() == self.pk_len;
+        (self.desc.unique && self.desc.state == IndexState::Public && whole_pk_in_value)
+            .then(|| self.keys.iter().map(|(p, _)| *p).collect())
+    }
+
+    /// The primary key of the row a unique-shape entry of an index with
+    /// [`IndexCodec::point_lookup_columns`] points to: `row_prefix` (the
+    /// primary index's) followed by the pk suffix in `value`.
+    pub fn primary_key_in(&self, row_prefix: &[u8], value: &[u8]) -> SqlResult<Vec<u8>> {
+        let corrupt =
+            || SqlError::internal(format!("corrupt entry of index \"{}\"", self.desc.name));
+        let rest = match value.split_first() {
+            Some((&INDEX_VALUE_V1, rest)) => rest,
+            _ => return Err(corrupt()),
+        };
+        let mut input = rest;
+        let n = get_uvarint(&mut input).map_err(|_| corrupt())? as usize;
+        let suffix = input
+            .get(..n)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(corrupt)?;
+        let mut key = Vec::with_capacity(row_prefix.len() + n);
+        key.extend_from_slice(row_prefix);
+        key.extend_from_slice(suffix);
+        Ok(key)
     }
 
     /// The entry of row `i`; `readers` cover every table column.

@@ -1,7 +1,9 @@
 //! Fast paths: statement shapes HoloFusion runs without DataFusion's
 //! optimizer and physical planner, for OLTP latency.
 //!
-//! - point SELECT: `SELECT cols FROM t WHERE <every key column> = $n|literal`;
+//! - point SELECT: `SELECT cols FROM t WHERE <every key column> = $n|literal`,
+//!   where the key is the primary key or a unique index's (then one index
+//!   entry is read, and the row it names);
 //! - point UPDATE: `UPDATE t SET ... WHERE <every key column> = ...`;
 //! - short `INSERT INTO t ... VALUES (...)` lists.
 //!
@@ -50,12 +52,15 @@ pub enum KeyPart {
 /// A statement shape with a fast path.
 #[derive(Debug, Clone)]
 pub enum FastPlan {
-    /// Read one row by its whole primary key.
+    /// Read one row by its whole primary key, or by every key column of a
+    /// unique index (`via`, a position in the table's indexes).
     PointSelect {
         /// The table.
         entry: Arc<TableEntry>,
-        /// Key values in key order.
+        /// Key values in key order (of the primary key or of `via`).
         key: Vec<KeyPart>,
+        /// The unique index the key is of, if not the primary key.
+        via: Option<usize>,
         /// Output columns (table column indices).
         projection: Vec<usize>,
         /// Output schema.
@@ -109,10 +114,14 @@ fn key_literal_ok(lit: &DataType, col: &DataType) -> bool {
         ) && col == &DataType::Utf8)
 }
 
-/// The key parts of a predicate that fixes every primary-key column by
-/// equality, or `None`.
-fn point_key(entry: &TableEntry, scan: &TableScan, predicate: &Expr) -> Option<Vec<KeyPart>> {
-    let pk = entry.codec.pk_indices();
+/// The key parts of a predicate that fixes every column of `pk` (table
+/// positions: the primary key's or a unique index's) by equality, or `None`.
+fn point_key(
+    entry: &TableEntry,
+    scan: &TableScan,
+    predicate: &Expr,
+    pk: &[usize],
+) -> Option<Vec<KeyPart>> {
     let mut parts: Vec<Option<KeyPart>> = vec![None; pk.len()];
     for conjunct in split_conjunction(predicate) {
         let Expr::BinaryExpr(BinaryExpr {
@@ -171,7 +180,14 @@ impl FastPlan {
             LogicalPlan::Projection(proj) => {
                 let (predicate, scan) = scan_below(&proj.input)?;
                 let entry = holo_table(scan)?;
-                let key = point_key(&entry, scan, predicate)?;
+                let (key, via) = point_key(&entry, scan, predicate, entry.codec.pk_indices())
+                    .map(|k| (k, None))
+                    .or_else(|| {
+                        entry.indexes.iter().enumerate().find_map(|(i, index)| {
+                            let cols = index.point_lookup_columns()?;
+                            Some((point_key(&entry, scan, predicate, &cols)?, Some(i)))
+                        })
+                    })?;
                 let projection = proj
                     .expr
                     .iter()
@@ -185,6 +201,7 @@ impl FastPlan {
                 Some(FastPlan::PointSelect {
                     entry,
                     key,
+                    via,
                     projection,
                     schema: Arc::new(proj.schema.as_arrow().clone()),
                 })
@@ -199,7 +216,7 @@ impl FastPlan {
                     if proj.expr.len() != entry.desc.columns.len() {
                         return None;
                     }
-                    let key = point_key(&entry, scan, predicate)?;
+                    let key = point_key(&entry, scan, predicate, entry.codec.pk_indices())?;
                     let text_sources = check_assignment_types(&dml.input, &entry).ok()?;
                     let exprs = proj
                         .expr
@@ -280,11 +297,29 @@ impl FastPlan {
             FastPlan::PointSelect {
                 entry,
                 key,
+                via,
                 projection,
                 schema,
             } => {
                 let mut decoder = entry.codec.decoder(projection.clone(), schema.clone(), 1);
-                if let Some(key) = encode_key(entry, key, params)?
+                let row_key = match via {
+                    None => encode_key(entry, key, params)?,
+                    Some(i) => {
+                        let index = &entry.indexes[*i];
+                        let columns: Vec<(usize, bool)> = index.key_columns().collect();
+                        match encode_elements(entry, key, &columns, index.prefix(), params)? {
+                            Some(k) => match txn.get(&k).await? {
+                                Some(entry_value) => Some(
+                                    index
+                                        .primary_key_in(entry.codec.index_prefix(), &entry_value)?,
+                                ),
+                                None => None,
+                            },
+                            None => None,
+                        }
+                    }
+                };
+                if let Some(key) = row_key
                     && let Some(value) = txn.get(&key).await?
                 {
                     decoder.push(&key, &value)?;
@@ -389,8 +424,27 @@ fn encode_key(
     parts: &[KeyPart],
     params: Option<&ParamValues>,
 ) -> SqlResult<Option<Vec<u8>>> {
-    let mut key = entry.codec.index_prefix().to_vec();
-    for (part, &c) in parts.iter().zip(entry.codec.pk_indices()) {
+    let columns: Vec<(usize, bool)> = entry
+        .codec
+        .pk_indices()
+        .iter()
+        .map(|&c| (c, false))
+        .collect();
+    encode_elements(entry, parts, &columns, entry.codec.index_prefix(), params)
+}
+
+/// `prefix` followed by the key elements of `parts` for `columns` (table
+/// position, descending), or `None` when a value cannot equal any stored
+/// key (NULL, or out of the column type's range).
+fn encode_elements(
+    entry: &TableEntry,
+    parts: &[KeyPart],
+    columns: &[(usize, bool)],
+    prefix: &[u8],
+    params: Option<&ParamValues>,
+) -> SqlResult<Option<Vec<u8>>> {
+    let mut key = prefix.to_vec();
+    for (part, &(c, descending)) in parts.iter().zip(columns) {
         let ty = entry.desc.columns[c].ty;
         let value = match part {
             KeyPart::Literal(v) => v.clone(),
@@ -421,8 +475,12 @@ fn encode_key(
             return Ok(None);
         };
         let reader = ColumnReader::new(&array, ty)?;
+        let start = key.len();
         key.push(TAG_VALUE);
         reader.write_key(0, &mut key);
+        if descending {
+            key[start..].iter_mut().for_each(|b| *b = !*b);
+        }
     }
     Ok(Some(key))
 }
