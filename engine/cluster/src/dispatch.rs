@@ -6,6 +6,7 @@ use holo_kv::KvError;
 use holo_kv::service::{KvWrite, RangeHeader, RangeService, WriteResponse};
 use holo_raft::network::dispatch;
 use holo_storage::{ReadOptions, ScanResult};
+use openraft::ServerState;
 
 use crate::directory::NodeHandle;
 use crate::node::ClusterNode;
@@ -114,13 +115,20 @@ impl ClusterNode {
                 self.transfer_lease(range, to).await.map(|_| Response::Done)
             }
             AdminRequest::Campaign { range } => {
-                self.registry()
-                    .local(range)?
-                    .raft()
-                    .trigger()
-                    .elect()
-                    .await
-                    .map_err(|e| KvError::Unavailable(format!("range {range}: {e}")))?;
+                let replica = self.registry().local(range)?;
+                // A transfer asks again until the old leaseholder sees the new
+                // leader; a node that already leads or campaigns must not
+                // start over at a higher term (that would depose itself, and
+                // under load no election would ever finish).
+                let state = replica.raft().metrics().borrow().state;
+                if !matches!(state, ServerState::Leader | ServerState::Candidate) {
+                    replica
+                        .raft()
+                        .trigger()
+                        .elect()
+                        .await
+                        .map_err(|e| KvError::Unavailable(format!("range {range}: {e}")))?;
+                }
                 Ok(Response::Done)
             }
         }
