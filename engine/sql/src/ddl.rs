@@ -386,6 +386,11 @@ pub fn table_descriptor(
 /// Runs a CREATE TABLE; `Ok(false)` when it existed and IF NOT EXISTS was
 /// given.
 pub async fn create_table(catalog: &Catalog, ct: &CreateTable) -> SqlResult<bool> {
+    // An existing table ends IF NOT EXISTS before the definition is
+    // checked (its index names are then taken by the table itself).
+    if ct.if_not_exists && catalog.table(&resolve_table_name(&ct.name)?).is_some() {
+        return Ok(false);
+    }
     let desc = table_descriptor(catalog.expr_context(), ct, &|name| {
         catalog.relation_exists(name)
     })?;

@@ -86,6 +86,15 @@ pub(super) fn add_unique_indexes(
             None => merged.push(spec),
         }
     }
+    // A UNIQUE constraint on exactly the primary key's columns adds
+    // nothing: the primary key's index enforces it (PostgreSQL keeps one).
+    let pk_names: Vec<String> = desc
+        .primary_key
+        .column_ids
+        .iter()
+        .filter_map(|&id| desc.column_by_id(id).map(|c| c.name.clone()))
+        .collect();
+    merged.retain(|m| m.columns != pk_names);
     let mut relations: HashSet<String> =
         HashSet::from([desc.name.clone(), desc.primary_key.name.clone()]);
     for spec in merged {
