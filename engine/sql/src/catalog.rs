@@ -43,6 +43,10 @@ pub struct TableEntry {
     /// Codecs of the secondary indexes writers maintain (every index in the
     /// descriptor), in descriptor order.
     pub indexes: Vec<IndexCodec>,
+    /// Table positions of the current values an UPDATE or DELETE needs of
+    /// each target row: the primary key and every column of a secondary
+    /// index, ascending.
+    pub old_row_columns: Vec<usize>,
 }
 
 impl TableEntry {
@@ -76,12 +80,17 @@ impl TableEntry {
             .iter()
             .map(|i| IndexCodec::new(&desc, i, codec.columns()))
             .collect::<SqlResult<Vec<_>>>()?;
+        let mut old_row_columns: Vec<usize> = codec.pk_indices().to_vec();
+        old_row_columns.extend(indexes.iter().flat_map(|i| i.column_positions()));
+        old_row_columns.sort_unstable();
+        old_row_columns.dedup();
         Ok(TableEntry {
             codec,
             desc,
             schema,
             defaults,
             indexes,
+            old_row_columns,
         })
     }
 

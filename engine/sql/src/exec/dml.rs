@@ -23,7 +23,7 @@ use futures::StreamExt;
 use holo_kv::Transaction;
 use holo_txn_types::MutationOp;
 
-use super::row_writes::{Write, delete_writes, insert_writes, old_row_columns, update_writes};
+use super::row_writes::{Write, delete_writes, insert_writes, update_writes};
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -294,7 +294,7 @@ fn bytea_from_text(array: &ArrayRef) -> SqlResult<ArrayRef> {
     Ok(Arc::new(out.finish()))
 }
 
-/// Adds the target rows' current values of [`old_row_columns`] to an
+/// Adds the target rows' current values of [`TableEntry::old_row_columns`] to an
 /// UPDATE's projection, so a key change deletes the old row and changed
 /// index entries are replaced.
 fn with_old_rows(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<LogicalPlan> {
@@ -303,7 +303,7 @@ fn with_old_rows(input: &LogicalPlan, entry: &TableEntry) -> SqlResult<LogicalPl
     };
     let mut exprs = p.expr.clone();
     let schema = p.input.schema();
-    for (i, c) in old_row_columns(entry).into_iter().enumerate() {
+    for (i, &c) in entry.old_row_columns.iter().enumerate() {
         let name = &entry.desc.columns[c].name;
         let (qualifier, field) = schema
             .qualified_field_with_unqualified_name(name)
@@ -419,9 +419,10 @@ pub async fn execute_dml(
         }
         WriteOp::Delete => {
             let schema = dml.input.schema().clone();
-            let positions = old_row_columns(&entry)
-                .into_iter()
-                .map(|c| {
+            let positions = entry
+                .old_row_columns
+                .iter()
+                .map(|&c| {
                     let name = &entry.desc.columns[c].name;
                     schema
                         .iter()

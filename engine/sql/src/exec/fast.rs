@@ -30,7 +30,7 @@ use datafusion::scalar::ScalarValue;
 use holo_kv::Transaction;
 
 use super::dml::{RowValidator, apply_writes, check_assignment_types};
-use super::row_writes::{insert_writes, old_row_columns, update_writes};
+use super::row_writes::{insert_writes, update_writes};
 use crate::catalog::TableEntry;
 use crate::catalog::provider::HoloTable;
 use crate::codec::column::{ColumnReader, conform};
@@ -306,8 +306,13 @@ impl FastPlan {
                     None => encode_key(entry, key, params)?,
                     Some(i) => {
                         let index = &entry.indexes[*i];
-                        let columns: Vec<(usize, bool)> = index.key_columns().collect();
-                        match encode_elements(entry, key, &columns, index.prefix(), params)? {
+                        match encode_elements(
+                            entry,
+                            key,
+                            index.key_columns(),
+                            index.prefix(),
+                            params,
+                        )? {
                             Some(k) => match txn.get(&k).await? {
                                 Some(entry_value) => Some(
                                     index
@@ -351,9 +356,10 @@ impl FastPlan {
                 }
                 let validator = RowValidator::new(state, entry.clone(), text_sources.clone())?;
                 let new_columns = validator.validate(&new_columns)?;
-                let old: Vec<ArrayRef> = old_row_columns(entry)
-                    .into_iter()
-                    .map(|c| row.column(c).clone())
+                let old: Vec<ArrayRef> = entry
+                    .old_row_columns
+                    .iter()
+                    .map(|&c| row.column(c).clone())
                     .collect();
                 let (mut deletes, mut puts) = (Vec::new(), Vec::new());
                 update_writes(entry, &new_columns, &old, &mut deletes, &mut puts)?;
@@ -424,13 +430,8 @@ fn encode_key(
     parts: &[KeyPart],
     params: Option<&ParamValues>,
 ) -> SqlResult<Option<Vec<u8>>> {
-    let columns: Vec<(usize, bool)> = entry
-        .codec
-        .pk_indices()
-        .iter()
-        .map(|&c| (c, false))
-        .collect();
-    encode_elements(entry, parts, &columns, entry.codec.index_prefix(), params)
+    let columns = entry.codec.pk_indices().iter().map(|&c| (c, false));
+    encode_elements(entry, parts, columns, entry.codec.index_prefix(), params)
 }
 
 /// `prefix` followed by the key elements of `parts` for `columns` (table
@@ -439,12 +440,12 @@ fn encode_key(
 fn encode_elements(
     entry: &TableEntry,
     parts: &[KeyPart],
-    columns: &[(usize, bool)],
+    columns: impl Iterator<Item = (usize, bool)>,
     prefix: &[u8],
     params: Option<&ParamValues>,
 ) -> SqlResult<Option<Vec<u8>>> {
     let mut key = prefix.to_vec();
-    for (part, &(c, descending)) in parts.iter().zip(columns) {
+    for (part, (c, descending)) in parts.iter().zip(columns) {
         let ty = entry.desc.columns[c].ty;
         let value = match part {
             KeyPart::Literal(v) => v.clone(),

@@ -17,16 +17,6 @@ use crate::error::{SqlError, SqlResult};
 /// One buffered write.
 pub(crate) type Write = (Vec<u8>, MutationOp);
 
-/// Table positions of the current values an UPDATE or DELETE needs of each
-/// target row: the primary key and every column of a secondary index.
-pub(crate) fn old_row_columns(entry: &TableEntry) -> Vec<usize> {
-    let mut cols: Vec<usize> = entry.codec.pk_indices().to_vec();
-    cols.extend(entry.indexes.iter().flat_map(|i| i.column_positions()));
-    cols.sort_unstable();
-    cols.dedup();
-    cols
-}
-
 /// Writes inserting `rows` (validated, one array per table column).
 pub(crate) fn insert_writes(
     entry: &TableEntry,
@@ -49,7 +39,7 @@ pub(crate) fn insert_writes(
     Ok(())
 }
 
-/// Writes deleting rows whose current values of [`old_row_columns`] are
+/// Writes deleting rows whose current values of [`TableEntry::old_row_columns`] are
 /// `old` (in that order).
 pub(crate) fn delete_writes(
     entry: &TableEntry,
@@ -73,7 +63,7 @@ pub(crate) fn delete_writes(
 }
 
 /// The writes of updated rows: `new` holds every column's new value, `old`
-/// the current values of [`old_row_columns`]. The row is a put when its key
+/// the current values of [`TableEntry::old_row_columns`]. The row is a put when its key
 /// stays, a delete of the old key and an insert of the new one when it
 /// changes; an index entry is written only when it changes.
 pub(crate) fn update_writes(
@@ -162,10 +152,10 @@ fn readers<'a>(entry: &TableEntry, columns: &'a [ArrayRef]) -> SqlResult<Vec<Col
         .collect()
 }
 
-/// One array per table column from the arrays of [`old_row_columns`]; the
+/// One array per table column from the arrays of [`TableEntry::old_row_columns`]; the
 /// columns no write needs are NULL.
 fn widen(entry: &TableEntry, old: &[ArrayRef]) -> SqlResult<Vec<ArrayRef>> {
-    let positions = old_row_columns(entry);
+    let positions = &entry.old_row_columns;
     if positions.len() != old.len() {
         return Err(SqlError::internal(format!(
             "expected {} current columns, got {}",
