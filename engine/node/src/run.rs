@@ -139,6 +139,7 @@ async fn serve_node(args: &StartArgs, config: ClusterConfig) -> Result<(), NodeE
         node.kv(),
         SqlOptions {
             admin: Some(admin),
+            node_id,
             ..SqlOptions::default()
         },
     )

@@ -1,8 +1,10 @@
 //! [`Catalog`]: table definitions persisted in HoloStore, cached in memory,
 //! and exposed to DataFusion.
 
+mod alter;
 pub mod descriptor;
 pub mod keys;
+pub mod lease;
 pub mod provider;
 
 use std::collections::HashMap;
@@ -105,6 +107,24 @@ impl TableEntry {
     }
 }
 
+/// Every pair under `prefix`, as `txn` sees them.
+pub(crate) async fn scan_prefix(
+    txn: &Transaction,
+    prefix: Vec<u8>,
+) -> SqlResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let end = prefix_end(&prefix);
+    let mut start = prefix;
+    let mut out = Vec::new();
+    loop {
+        let (pairs, next) = txn.scan_chunk(&start, &end, 1024).await?;
+        out.extend(pairs);
+        match next {
+            Some(n) => start = n,
+            None => return Ok(out),
+        }
+    }
+}
+
 /// 42P07 for a relation name in use.
 pub fn relation_exists(name: &str) -> SqlError {
     SqlError::new(
@@ -129,6 +149,7 @@ pub struct Catalog {
     txn_options: TxnOptions,
     expr_ctx: SessionContext,
     cache: RwLock<Cache>,
+    leases: Arc<lease::SchemaLeases>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -157,7 +178,12 @@ fn u64_value(bytes: Option<Vec<u8>>, what: &str) -> SqlResult<u64> {
 impl Catalog {
     /// Opens the catalog: bootstraps the database and `public` schema on a
     /// fresh store, then loads every table descriptor.
-    pub async fn open(kv: Arc<KvClient>, txn_options: TxnOptions) -> SqlResult<Arc<Catalog>> {
+    /// `node_id` names this node in its schema lease.
+    pub async fn open(
+        kv: Arc<KvClient>,
+        txn_options: TxnOptions,
+        node_id: u64,
+    ) -> SqlResult<Arc<Catalog>> {
         let catalog = Arc::new(Catalog {
             version: std::sync::atomic::AtomicU64::new(0),
             stored_version: std::sync::atomic::AtomicU64::new(0),
@@ -165,24 +191,75 @@ impl Catalog {
             txn_options,
             expr_ctx: SessionContext::new(),
             cache: RwLock::new(Cache::default()),
+            leases: lease::SchemaLeases::new(node_id),
         });
         catalog.bootstrap().await?;
         catalog.reload().await?;
-        // Other nodes' schema changes: picked up within a second (and at
-        // once when a statement names a table this node does not know).
+        // Without a lease the node serves reads but commits no writes; the
+        // loop below keeps trying (the catalog's range may be without a
+        // quorum while the node starts).
+        if let Err(e) = catalog.publish_lease().await {
+            tracing::warn!(error = %e, "schema lease not published yet");
+        }
+        // Other nodes' schema changes: picked up within a fifth of a second
+        // (and at once when a statement names a table this node does not
+        // know); the lease says which versions are still in use here.
         let weak = Arc::downgrade(&catalog);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 let Some(catalog) = weak.upgrade() else {
                     return;
                 };
                 if let Err(e) = catalog.refresh_if_stale().await {
                     tracing::debug!(error = %e, "catalog refresh failed");
                 }
+                if let Err(e) = catalog.publish_lease().await {
+                    tracing::debug!(error = %e, "schema lease renewal failed");
+                }
             }
         });
         Ok(catalog)
+    }
+
+    /// Publishes this node's schema lease when it changed or is due.
+    pub async fn publish_lease(&self) -> SqlResult<()> {
+        let txn = self.begin().await?;
+        self.leases.publish(txn, self.stored_version()).await
+    }
+
+    /// The stored catalog version the cache was loaded at.
+    pub fn stored_version(&self) -> u64 {
+        self.stored_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Pins the loaded catalog version for a statement or transaction:
+    /// schema changes wait for it to be released. Take it before reading
+    /// any descriptor.
+    pub fn pin(&self) -> lease::SchemaPin {
+        self.leases.pin(self.stored_version())
+    }
+
+    /// 40001 when this node's schema lease is too old to commit writes.
+    pub fn check_lease(&self) -> SqlResult<()> {
+        self.leases.check_fresh()
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.leases.node_id()
+    }
+
+    /// Waits until no node uses a catalog version older than `version`.
+    pub async fn wait_for_version(
+        &self,
+        version: u64,
+        interrupt: &crate::interrupt::Interrupt,
+    ) -> SqlResult<()> {
+        // This node's own record first, so the wait need not sit out a tick.
+        self.publish_lease().await?;
+        lease::wait_for_version(|| self.begin(), version, interrupt).await
     }
 
     /// Reloads the cache when the stored catalog version differs from the
@@ -202,7 +279,7 @@ impl Catalog {
         Ok(true)
     }
 
-    async fn begin(&self) -> SqlResult<Transaction> {
+    pub(crate) async fn begin(&self) -> SqlResult<Transaction> {
         Ok(Transaction::begin(self.kv.clone(), self.txn_options.clone()).await?)
     }
 

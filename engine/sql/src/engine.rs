@@ -27,6 +27,8 @@ pub struct SqlOptions {
     /// Range administration (`ALTER TABLE ... SPLIT AT`, `SHOW RANGES`), when
     /// the node is part of a cluster.
     pub admin: Option<std::sync::Arc<dyn holo_kv::service::ClusterAdmin>>,
+    /// This node's id (in schema leases and as a job's coordinator).
+    pub node_id: u64,
 }
 
 impl Default for SqlOptions {
@@ -36,6 +38,7 @@ impl Default for SqlOptions {
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
             batch_size: 8192,
             admin: None,
+            node_id: 1,
         }
     }
 }
@@ -63,7 +66,8 @@ impl SqlEngine {
     /// Opens the catalog (bootstrapping a fresh store) and builds the base
     /// DataFusion context.
     pub async fn new(kv: Arc<KvClient>, options: SqlOptions) -> SqlResult<Arc<SqlEngine>> {
-        let catalog = Catalog::open(kv.clone(), options.txn.clone()).await?;
+        let catalog = Catalog::open(kv.clone(), options.txn.clone(), options.node_id).await?;
+        crate::jobs::statements::spawn_adopter(&catalog);
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE_NAME, PUBLIC_SCHEMA_NAME)
             .with_create_default_catalog_and_schema(false)

@@ -103,6 +103,8 @@ pub mod sqlstate {
     pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
     /// `statement_completion_unknown` (a commit whose outcome is unknown).
     pub const STATEMENT_COMPLETION_UNKNOWN: &str = "40003";
+    /// `object_not_in_prerequisite_state`.
+    pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 }
 
 /// Result alias of the SQL layer.

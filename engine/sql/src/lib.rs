@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod interrupt;
 mod interruptible;
+pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod parse;

@@ -11,6 +11,7 @@ mod errors;
 mod fastpath;
 mod hostile;
 mod protocol;
+mod schema_change;
 mod transactions;
 mod wire;
 

@@ -17,8 +17,8 @@ use parking_lot::{Mutex, RwLock};
 use super::keys::PUBLIC_SCHEMA_NAME;
 use super::{Catalog, TableEntry};
 use crate::error::SqlError;
-use crate::exec::pushdown::plan_spans;
-use crate::exec::scan::HoloScanExec;
+use crate::exec::pushdown::{plan_index_spans, plan_spans};
+use crate::exec::scan::{HoloScanExec, IndexLookup};
 
 /// The transaction statements of one session run in; installed as a
 /// `SessionConfig` extension and read by scans at planning time.
@@ -141,12 +141,27 @@ impl TableProvider for HoloTable {
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         let plan = plan_spans(&self.entry, filters);
+        // Predicates an index scan could use reach `scan` too; DataFusion
+        // still applies them to the rows the index leads to.
+        let mut by_index = vec![false; filters.len()];
+        if !plan.consumed.iter().any(|&c| c) {
+            for index in self.entry.indexes.iter().filter(|i| i.scannable()) {
+                let p = plan_index_spans(&self.entry, index, filters);
+                by_index
+                    .iter_mut()
+                    .zip(&p.consumed)
+                    .for_each(|(b, &c)| *b |= c);
+            }
+        }
         Ok(plan
             .consumed
             .iter()
-            .map(|&c| {
-                if c {
+            .zip(by_index)
+            .map(|(&pk, index)| {
+                if pk {
                     TableProviderFilterPushDown::Exact
+                } else if index {
+                    TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
                 }
@@ -173,13 +188,41 @@ impl TableProvider for HoloTable {
         let projection = projection
             .cloned()
             .unwrap_or_else(|| (0..self.entry.schema.fields().len()).collect());
-        Ok(Arc::new(HoloScanExec::new(
+        let lookup = if spans.consumed.iter().any(|&c| c) {
+            None
+        } else {
+            best_index(&self.entry, &refs)
+        };
+        let scan = HoloScanExec::new(
             self.entry.clone(),
             spans,
             projection,
             limit,
             txn,
             state.config().batch_size(),
-        )?))
+        )?;
+        Ok(Arc::new(match lookup {
+            Some(l) => scan.with_index_lookup(l),
+            None => scan,
+        }))
     }
+}
+
+/// The secondary index whose key the most predicates constrain (a unique
+/// one on a tie), when any does. Without statistics any index predicate is
+/// taken to be more selective than reading the whole table.
+fn best_index(entry: &TableEntry, filters: &[&Expr]) -> Option<IndexLookup> {
+    entry
+        .indexes
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.scannable())
+        .map(|(pos, i)| {
+            let plan = plan_index_spans(entry, i, filters);
+            let used = plan.consumed.iter().filter(|&&c| c).count();
+            (used, i.desc().unique, std::cmp::Reverse(pos), plan)
+        })
+        .filter(|(used, ..)| *used > 0)
+        .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)))
+        .map(|(_, _, std::cmp::Reverse(index), plan)| IndexLookup { index, plan })
 }

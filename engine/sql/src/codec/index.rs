@@ -25,7 +25,7 @@ use holo_txn_types::codec::{get_uvarint, put_uvarint};
 
 use super::column::{ColumnBuilder, ColumnReader};
 use super::key::{TAG_NULL, TAG_VALUE, index_prefix};
-use super::row::{CodecColumn, put_field};
+use super::row::{CodecColumn, put_field, skip_key};
 use crate::catalog::descriptor::{IndexDescriptor, IndexState, TableDescriptor};
 use crate::error::{SqlError, SqlResult};
 
@@ -160,6 +160,63 @@ impl IndexCodec {
         key.extend_from_slice(row_prefix);
         key.extend_from_slice(suffix);
         Ok(key)
+    }
+
+    /// Whether index scans read this index: it is public and its entries
+    /// carry the whole primary key in their pk suffix (no key column is a
+    /// primary-key column).
+    pub fn scannable(&self) -> bool {
+        self.desc.state == IndexState::Public && self.suffix.len() == self.pk_len
+    }
+
+    /// The primary key of the row the entry `key` -> `value` of a
+    /// [`IndexCodec::scannable`] index points to: `row_prefix` (the
+    /// primary index's) followed by the entry's pk suffix.
+    pub fn row_key(&self, row_prefix: &[u8], key: &[u8], value: &[u8]) -> SqlResult<Vec<u8>> {
+        let corrupt =
+            || SqlError::internal(format!("corrupt entry of index \"{}\"", self.desc.name));
+        let mut input = value.strip_prefix(&[INDEX_VALUE_V1]).ok_or_else(corrupt)?;
+        let n = get_uvarint(&mut input).map_err(|_| corrupt())? as usize;
+        let suffix = if n > 0 {
+            input.get(..n).ok_or_else(corrupt)?
+        } else {
+            let mut k = key
+                .strip_prefix(self.prefix.as_slice())
+                .ok_or_else(corrupt)?;
+            for &(p, descending) in &self.keys {
+                let (&first, rest) = k.split_first().ok_or_else(corrupt)?;
+                k = rest;
+                let tag = if descending { !first } else { first };
+                if tag == TAG_NULL {
+                    continue;
+                }
+                if descending {
+                    let plain: Vec<u8> = k.iter().map(|b| !b).collect();
+                    let mut r = plain.as_slice();
+                    skip_key(&mut r, self.columns[p].ty)?;
+                    k = &k[plain.len() - r.len()..];
+                } else {
+                    skip_key(&mut k, self.columns[p].ty)?;
+                }
+            }
+            k
+        };
+        if suffix.is_empty() {
+            return Err(corrupt());
+        }
+        let mut out = Vec::with_capacity(row_prefix.len() + suffix.len());
+        out.extend_from_slice(row_prefix);
+        out.extend_from_slice(suffix);
+        Ok(out)
+    }
+
+    /// The pk suffix stored in a unique-shape entry's `value`: two entries
+    /// of one key point to the same row exactly when these are equal.
+    pub fn pk_suffix_in<'v>(&self, value: &'v [u8]) -> Option<&'v [u8]> {
+        let rest = value.strip_prefix(&[INDEX_VALUE_V1])?;
+        let mut input = rest;
+        let n = get_uvarint(&mut input).ok()? as usize;
+        input.get(..n)
     }
 
     /// The entry of row `i`; `readers` cover every table column.
@@ -340,5 +397,30 @@ mod tests {
         assert!(!e[2].unique && !e[3].unique);
         assert_ne!(e[2].key, e[3].key);
         assert_eq!(c.describe_key(&e[0].key).as_deref(), Some("(a, b)=(1, x)"));
+    }
+
+    #[test]
+    fn every_entry_shape_leads_back_to_its_row() {
+        let row_prefix = crate::codec::key::index_prefix(100, 1);
+        for (columns, unique) in [
+            (vec![(2, false)], false),
+            (vec![(2, true), (3, true)], false),
+            (vec![(3, true), (2, false)], true),
+        ] {
+            let c = codec(&columns, unique);
+            assert!(c.scannable());
+            for (i, e) in entries(&c, vec![Some(3), None, Some(-1)])
+                .iter()
+                .enumerate()
+            {
+                let key = c.row_key(&row_prefix, &e.key, &e.value).unwrap();
+                let mut want = row_prefix.clone();
+                want.push(TAG_VALUE);
+                want.extend_from_slice(&(((i as i64) + 1) as u64 ^ (1 << 63)).to_be_bytes());
+                assert_eq!(key, want, "{columns:?} unique={unique} row {i}");
+            }
+        }
+        // An index on a primary-key column is not scanned.
+        assert!(!codec(&[(1, false)], false).scannable());
     }
 }

@@ -288,7 +288,7 @@ pub(crate) fn put_field(out: &mut Vec<u8>, col: &CodecColumn, r: &ColumnReader<'
 }
 
 /// Skips one key element payload of type `ty`.
-fn skip_key(input: &mut &[u8], ty: SqlType) -> SqlResult<()> {
+pub(crate) fn skip_key(input: &mut &[u8], ty: SqlType) -> SqlResult<()> {
     match ty {
         SqlType::Boolean => {
             take::<1>(input)?;

@@ -1,4 +1,5 @@
-//! Turns predicates on the primary key into key spans.
+//! Turns predicates on the primary key, or on a secondary index's key
+//! columns, into key spans.
 //!
 //! Equality and `IN` lists on a prefix of the key columns, followed by an
 //! optional range (`<`, `<=`, `>`, `>=`, `BETWEEN`) on the next key column,
@@ -12,6 +13,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::catalog::TableEntry;
 use crate::codec::column::{ColumnReader, conform};
+use crate::codec::index::IndexCodec;
 use crate::codec::key::{TAG_VALUE, prefix_end};
 use crate::types::SqlType;
 
@@ -192,9 +194,12 @@ fn encode_value(v: &ScalarValue, ty: SqlType, out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-fn with_value(prefix: &[u8], v: &ScalarValue, ty: SqlType) -> Option<Vec<u8>> {
+fn with_value(prefix: &[u8], v: &ScalarValue, ty: SqlType, descending: bool) -> Option<Vec<u8>> {
     let mut k = prefix.to_vec();
     encode_value(v, ty, &mut k)?;
+    if descending {
+        k[prefix.len()..].iter_mut().for_each(|b| *b = !*b);
+    }
     Some(k)
 }
 
@@ -207,13 +212,60 @@ pub fn plan_spans(entry: &TableEntry, filters: &[&Expr]) -> SpanPlan {
         .map(|&c| codec.columns()[c].name.as_str())
         .collect();
     let types: Vec<SqlType> = pk.iter().map(|&c| codec.columns()[c].ty).collect();
-    let bounds: Vec<Option<(usize, Bound)>> = filters
+    let descending = vec![false; pk.len()];
+    plan_key_spans(
+        &KeyShape {
+            prefix: codec.index_prefix(),
+            names: &names,
+            types: &types,
+            descending: &descending,
+            points: true,
+        },
+        filters,
+    )
+}
+
+/// The spans of secondary index `index` of `entry` that `filters` allow,
+/// when they constrain its leading key column; always key ranges (an
+/// entry key may continue past its key columns).
+pub fn plan_index_spans(entry: &TableEntry, index: &IndexCodec, filters: &[&Expr]) -> SpanPlan {
+    let columns = entry.codec.columns();
+    let keys: Vec<(usize, bool)> = index.key_columns().collect();
+    let names: Vec<&str> = keys
         .iter()
-        .map(|f| bound_of(f, &names, &types))
+        .map(|&(p, _)| columns[p].name.as_str())
         .collect();
+    let types: Vec<SqlType> = keys.iter().map(|&(p, _)| columns[p].ty).collect();
+    let descending: Vec<bool> = keys.iter().map(|&(_, d)| d).collect();
+    plan_key_spans(
+        &KeyShape {
+            prefix: index.prefix(),
+            names: &names,
+            types: &types,
+            descending: &descending,
+            points: false,
+        },
+        filters,
+    )
+}
+
+/// An index's key as span planning sees it.
+struct KeyShape<'a> {
+    prefix: &'a [u8],
+    names: &'a [&'a str],
+    types: &'a [SqlType],
+    descending: &'a [bool],
+    /// Whether fixing every column names exactly one key.
+    points: bool,
+}
+
+fn plan_key_spans(shape: &KeyShape<'_>, filters: &[&Expr]) -> SpanPlan {
+    let (names, types) = (shape.names, shape.types);
+    let bounds: Vec<Option<(usize, Bound)>> =
+        filters.iter().map(|f| bound_of(f, names, types)).collect();
     let mut consumed = vec![false; filters.len()];
     let mut pushed: Vec<String> = Vec::new();
-    let mut prefixes: Vec<Vec<u8>> = vec![codec.index_prefix().to_vec()];
+    let mut prefixes: Vec<Vec<u8>> = vec![shape.prefix.to_vec()];
     let mut spans: Option<Vec<KeySpan>> = None;
     let mut fixed = 0;
 
@@ -230,7 +282,7 @@ pub fn plan_spans(entry: &TableEntry, filters: &[&Expr]) -> SpanPlan {
             let mut ok = true;
             for p in &prefixes {
                 for v in values {
-                    match with_value(p, v, ty) {
+                    match with_value(p, v, ty, shape.descending[pos]) {
                         Some(k) => next.push(k),
                         None => ok = false,
                     }
@@ -267,14 +319,15 @@ pub fn plan_spans(entry: &TableEntry, filters: &[&Expr]) -> SpanPlan {
                 _ => {}
             }
         }
-        if lower.is_none() && upper.is_none() {
+        // A range over a DESC column would run backwards: not pushed.
+        if (lower.is_none() && upper.is_none()) || shape.descending[pos] {
             break;
         }
         let mut out = Vec::with_capacity(prefixes.len());
         let mut ok = true;
         for p in &prefixes {
             let start = match &lower {
-                Some((_, v, inclusive)) => match with_value(p, v, ty) {
+                Some((_, v, inclusive)) => match with_value(p, v, ty, false) {
                     Some(k) if *inclusive => k,
                     Some(k) => prefix_end(&k),
                     None => {
@@ -285,7 +338,7 @@ pub fn plan_spans(entry: &TableEntry, filters: &[&Expr]) -> SpanPlan {
                 None => p.clone(),
             };
             let end = match &upper {
-                Some((_, v, inclusive)) => match with_value(p, v, ty) {
+                Some((_, v, inclusive)) => match with_value(p, v, ty, false) {
                     Some(k) if *inclusive => prefix_end(&k),
                     Some(k) => k,
                     None => {
@@ -313,7 +366,9 @@ pub fn plan_spans(entry: &TableEntry, filters: &[&Expr]) -> SpanPlan {
 
     let spans = match spans {
         Some(s) => s,
-        None if fixed == pk.len() => prefixes.into_iter().map(KeySpan::Point).collect(),
+        None if shape.points && fixed == types.len() => {
+            prefixes.into_iter().map(KeySpan::Point).collect()
+        }
         None => prefixes
             .into_iter()
             .map(|p| {

@@ -11,7 +11,7 @@ use holo_txn_types::MutationOp;
 
 use crate::catalog::TableEntry;
 use crate::codec::column::{ColumnReader, conform};
-use crate::codec::index::IndexEntry;
+use crate::codec::index::{IndexCodec, IndexEntry};
 use crate::error::{SqlError, SqlResult};
 
 /// One buffered write.
@@ -108,6 +108,20 @@ pub(crate) fn update_writes(
         }
     }
     Ok(())
+}
+
+/// The entries of `index` for full-width `rows` (one array per table
+/// column): what a backfill writes.
+pub(crate) fn index_entries(
+    entry: &TableEntry,
+    index: &IndexCodec,
+    rows: &[ArrayRef],
+) -> SqlResult<Vec<IndexEntry>> {
+    let columns = conformed(entry, rows)?;
+    let readers = readers(entry, &columns)?;
+    Ok((0..row_count(rows))
+        .map(|i| index.entry(&readers, i))
+        .collect())
 }
 
 /// The write adding `e`: an insert (the key must not exist) for the unique

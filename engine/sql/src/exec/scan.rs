@@ -21,14 +21,27 @@ use holo_kv::Transaction;
 
 use super::pushdown::{KeySpan, SpanPlan};
 use crate::catalog::TableEntry;
+use crate::codec::key::prefix_end;
 use crate::codec::row::RowDecoder;
 use crate::error::SqlError;
 
-/// Scans spans of a table's primary index.
+/// Rows found through a secondary index: the index's spans are read first,
+/// and the rows their entries point to are then read by primary key.
+#[derive(Debug)]
+pub struct IndexLookup {
+    /// Position of the index in [`TableEntry::indexes`].
+    pub index: usize,
+    /// Spans of the index.
+    pub plan: SpanPlan,
+}
+
+/// Scans spans of a table's primary index, or the rows a secondary index
+/// leads to.
 #[derive(Debug)]
 pub struct HoloScanExec {
     entry: Arc<TableEntry>,
     plan: Arc<SpanPlan>,
+    lookup: Option<Arc<IndexLookup>>,
     projection: Vec<usize>,
     schema: SchemaRef,
     limit: Option<usize>,
@@ -81,6 +94,7 @@ impl HoloScanExec {
         Ok(HoloScanExec {
             entry,
             plan: Arc::new(plan),
+            lookup: None,
             projection,
             schema,
             limit,
@@ -90,10 +104,52 @@ impl HoloScanExec {
         })
     }
 
+    /// Reads the rows `lookup`'s index entries lead to instead of spans of
+    /// the primary index.
+    pub fn with_index_lookup(mut self, lookup: IndexLookup) -> HoloScanExec {
+        self.lookup = Some(Arc::new(lookup));
+        self
+    }
+
     /// The pushed-down spans.
     pub fn spans(&self) -> &[KeySpan] {
         &self.plan.spans
     }
+}
+
+/// The primary keys `lookup`'s index entries hold, as point spans in key
+/// order.
+async fn resolve_lookup(
+    txn: Arc<Transaction>,
+    entry: Arc<TableEntry>,
+    lookup: Arc<IndexLookup>,
+) -> Result<SpanPlan> {
+    let index = &entry.indexes[lookup.index];
+    let row_prefix = entry.codec.index_prefix();
+    let mut keys = Vec::new();
+    for span in &lookup.plan.spans {
+        let (mut from, end) = match span {
+            KeySpan::Range { start, end } => (start.clone(), end.clone()),
+            KeySpan::Point(k) => (k.clone(), prefix_end(k)),
+        };
+        loop {
+            let (pairs, next) = txn.scan_chunk(&from, &end, 1024).await.map_err(df)?;
+            for (k, v) in &pairs {
+                keys.push(index.row_key(row_prefix, k, v).map_err(df)?);
+            }
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(SpanPlan {
+        spans: keys.into_iter().map(KeySpan::Point).collect(),
+        consumed: Vec::new(),
+        description: String::new(),
+    })
 }
 
 impl DisplayAs for HoloScanExec {
@@ -103,13 +159,16 @@ impl DisplayAs for HoloScanExec {
             .iter()
             .map(|&i| self.entry.schema.field(i).name().as_str())
             .collect();
-        write!(
-            f,
-            "HoloScanExec: table={}, projection=[{}], spans={}",
-            self.entry.desc.name,
-            cols.join(", "),
-            self.plan.description
-        )?;
+        write!(f, "HoloScanExec: table={}", self.entry.desc.name)?;
+        let spans = match &self.lookup {
+            Some(l) => {
+                let name = &self.entry.indexes[l.index].desc().name;
+                write!(f, ", index={name}")?;
+                &l.plan.description
+            }
+            None => &self.plan.description,
+        };
+        write!(f, ", projection=[{}], spans={spans}", cols.join(", "))?;
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
@@ -272,10 +331,24 @@ impl ExecutionPlan for HoloScanExec {
             remaining: self.limit,
             batch_size: self.batch_size,
         };
-        let stream = futures::stream::try_unfold(state, ScanState::next_batch);
+        let Some(lookup) = self.lookup.clone() else {
+            let stream = futures::stream::try_unfold(state, ScanState::next_batch);
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                stream,
+            )));
+        };
+        let (txn, entry) = (self.txn.clone(), self.entry.clone());
+        let stream = futures::stream::once(async move {
+            let plan = resolve_lookup(txn, entry, lookup).await?;
+            let mut state = state;
+            state.plan = Arc::new(plan);
+            Ok::<_, DataFusionError>(futures::stream::try_unfold(state, ScanState::next_batch))
+        })
+        .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
-            stream.map_ok(|b| b),
+            stream,
         )))
     }
 

@@ -1,11 +1,12 @@
 //! HoloFusion's own statements, parsed through the dialect's statement
 //! hook: `ALTER TABLE t SPLIT AT VALUES (...)[, (...)]`,
 //! `ALTER TABLE t UNSPLIT AT VALUES (...)[, (...)]` and
-//! `SHOW RANGES FROM TABLE t`.
+//! `SHOW RANGES FROM TABLE t`, `SHOW JOBS` and `CANCEL JOB n`.
 //!
 //! Each becomes a `CALL` of a reserved function (`holo_split_at('t', (...),
-//! ...)`, `holo_unsplit_at`, `holo_show_ranges('t')`) that the range module
-//! executes; a client's own `CALL` of those names means the same.
+//! ...)`, `holo_unsplit_at`, `holo_show_ranges('t')`, `holo_show_jobs()`,
+//! `holo_cancel_job(n)`) that the range and job modules execute; a client's
+//! own `CALL` of those names means the same.
 
 use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident,
@@ -21,6 +22,10 @@ pub const SPLIT_FN: &str = "holo_split_at";
 pub const UNSPLIT_FN: &str = "holo_unsplit_at";
 /// `SHOW RANGES FROM TABLE t`.
 pub const SHOW_FN: &str = "holo_show_ranges";
+/// `SHOW JOBS`.
+pub const SHOW_JOBS_FN: &str = "holo_show_jobs";
+/// `CANCEL JOB n`.
+pub const CANCEL_JOB_FN: &str = "holo_cancel_job";
 
 fn is_word(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
@@ -36,6 +41,17 @@ pub fn parse_statement(parser: &mut Parser) -> Option<Result<Statement, ParserEr
     let ahead = parser.peek_tokens::<6>();
     if is_keyword(&ahead[0], Keyword::SHOW) && is_word(&ahead[1], "RANGES") {
         return Some(parse_show_ranges(parser));
+    }
+    if is_keyword(&ahead[0], Keyword::SHOW)
+        && is_word(&ahead[1], "JOBS")
+        && matches!(ahead[2], Token::EOF | Token::SemiColon)
+    {
+        parser.next_token();
+        parser.next_token();
+        return Some(Ok(call(SHOW_JOBS_FN, Vec::new())));
+    }
+    if is_word(&ahead[0], "CANCEL") && is_word(&ahead[1], "JOB") {
+        return Some(parse_cancel_job(parser));
     }
     if !(is_keyword(&ahead[0], Keyword::ALTER) && is_keyword(&ahead[1], Keyword::TABLE)) {
         return None;
@@ -63,7 +79,17 @@ fn parse_show_ranges(parser: &mut Parser) -> Result<Statement, ParserError> {
     parser.expect_keyword_is(Keyword::FROM)?;
     parser.expect_keyword_is(Keyword::TABLE)?;
     let table = parser.parse_object_name(false)?;
-    Ok(call(SHOW_FN, table_literal(&table)?, Vec::new()))
+    Ok(call(SHOW_FN, vec![table_literal(&table)?]))
+}
+
+fn parse_cancel_job(parser: &mut Parser) -> Result<Statement, ParserError> {
+    parser.next_token(); // CANCEL
+    parser.next_token(); // JOB
+    let id = parser.parse_literal_uint()?;
+    Ok(call(
+        CANCEL_JOB_FN,
+        vec![Expr::value(Value::Number(id.to_string(), false))],
+    ))
 }
 
 fn parse_split(parser: &mut Parser, unsplit: bool) -> Result<Statement, ParserError> {
@@ -75,7 +101,9 @@ fn parse_split(parser: &mut Parser, unsplit: bool) -> Result<Statement, ParserEr
     parser.expect_keyword_is(Keyword::VALUES)?;
     let rows = parser.parse_comma_separated(Parser::parse_expr)?;
     let name = if unsplit { UNSPLIT_FN } else { SPLIT_FN };
-    Ok(call(name, table_literal(&table)?, rows))
+    let mut args = vec![table_literal(&table)?];
+    args.extend(rows);
+    Ok(call(name, args))
 }
 
 /// The table's name as a string literal: unquoted names fold to lower
@@ -98,9 +126,9 @@ fn table_literal(name: &ObjectName) -> Result<Expr, ParserError> {
     Ok(Expr::value(Value::SingleQuotedString(text)))
 }
 
-fn call(name: &str, table: Expr, rows: Vec<Expr>) -> Statement {
-    let args = std::iter::once(table)
-        .chain(rows)
+fn call(name: &str, args: Vec<Expr>) -> Statement {
+    let args = args
+        .into_iter()
         .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
         .collect();
     Statement::Call(Function {
@@ -150,6 +178,10 @@ mod tests {
             parsed("ALTER TABLE t SPLIT AT VALUES (1); SHOW RANGES FROM TABLE t"),
             "CALL holo_split_at('t', (1)); CALL holo_show_ranges('t')"
         );
+        assert_eq!(
+            parsed("SHOW JOBS; cancel job 12"),
+            "CALL holo_show_jobs(); CALL holo_cancel_job(12)"
+        );
     }
 
     #[test]
@@ -166,6 +198,8 @@ mod tests {
             "ALTER TABLE t SPLIT AT VALUES",
             "SHOW RANGES FROM t",
             "ALTER TABLE other.t SPLIT AT VALUES (1)",
+            "CANCEL JOB",
+            "CANCEL JOB 'x'",
         ] {
             assert!(
                 parsed(sql).starts_with("error 42601"),

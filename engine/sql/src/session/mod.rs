@@ -9,12 +9,14 @@ use datafusion::common::ParamValues;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{ObjectType, Set, Statement};
 use futures::StreamExt;
 use holo_kv::{KvError, Transaction};
 use holo_txn_types::KeyError;
 use parking_lot::Mutex;
 
+use crate::catalog::lease::SchemaPin;
 use crate::catalog::provider::TxnSlot;
 use crate::codec::key::table_id_of;
 use crate::ddl;
@@ -48,6 +50,27 @@ pub use txn_control::TxnStatus;
 struct Inner {
     txn: TxnState,
     settings: Settings,
+}
+
+/// `result` with `pin` held until its rows are consumed (a statement's
+/// rows stream after it returned).
+fn holding(
+    result: SqlResult<StatementOutput>,
+    pin: Option<SchemaPin>,
+) -> SqlResult<StatementOutput> {
+    match (result, pin) {
+        (Ok(StatementOutput::Rows(stream)), Some(pin)) => {
+            let schema = stream.schema();
+            let rows = stream.map(move |batch| {
+                let _held = &pin;
+                batch
+            });
+            Ok(StatementOutput::Rows(Box::pin(
+                RecordBatchStreamAdapter::new(schema, rows),
+            )))
+        }
+        (result, _) => result,
+    }
 }
 
 /// One client connection's SQL session.
@@ -180,9 +203,25 @@ impl Session {
         stmt: &Statement,
         params: Option<ParamValues>,
     ) -> SqlResult<StatementOutput> {
+        let pin = self.pin_for(stmt);
         let result = self.execute_inner(stmt, None, params).await;
         self.count_failure(&result);
-        result
+        holding(result, pin)
+    }
+
+    /// The schema pin a statement that reads or writes table data holds
+    /// until it ends (DDL reads descriptors from the store and waits for
+    /// pins itself, so it holds none).
+    fn pin_for(&self, stmt: &Statement) -> Option<SchemaPin> {
+        matches!(
+            stmt,
+            Statement::Query(_)
+                | Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+                | Statement::Explain { .. }
+        )
+        .then(|| self.engine.catalog().pin())
     }
 
     /// Runs a prepared statement, reusing its plan while the catalog is
@@ -192,13 +231,16 @@ impl Session {
         prepared: &PreparedStatement,
         params: Option<ParamValues>,
     ) -> SqlResult<StatementOutput> {
+        // Pinned before the plan's catalog version is compared, so the
+        // plan's descriptors are never older than the pin.
+        let pin = self.pin_for(&prepared.stmt);
         let planned = prepared
             .planned
             .as_ref()
             .filter(|p| p.catalog_version == self.engine.catalog().version());
         let result = self.execute_inner(&prepared.stmt, planned, params).await;
         self.count_failure(&result);
-        result
+        holding(result, pin)
     }
 
     /// Counts a failed statement in the node's transaction metrics.
@@ -247,7 +289,7 @@ impl Session {
                         "current transaction is aborted, commands ignored until end of transaction block",
                     ));
                 }
-                TxnState::Open { txn, read_only } => (Some(txn.clone()), false, *read_only),
+                TxnState::Open { txn, read_only, .. } => (Some(txn.clone()), false, *read_only),
                 TxnState::Idle => (None, true, inner.settings.default_read_only()),
             }
         };
@@ -354,11 +396,30 @@ impl Session {
                 ..
             } => {
                 self.require_autocommit(autocommit, "DROP INDEX")?;
-                ddl::drop_indexes(self.engine.catalog(), names, *if_exists)?;
+                let text = statement_prefix(stmt, 4096);
+                ddl::drop_indexes(self.engine.catalog(), names, *if_exists, &text).await?;
                 Ok(StatementOutput::Command {
                     tag: "DROP INDEX".into(),
                     rows: None,
                 })
+            }
+            Statement::CreateIndex(ci) => {
+                self.require_autocommit(autocommit, "CREATE INDEX")?;
+                ddl::create_index(self.engine.catalog(), ci, &self.interrupt()).await?;
+                Ok(StatementOutput::Command {
+                    tag: "CREATE INDEX".into(),
+                    rows: None,
+                })
+            }
+            Statement::Call(f) if crate::jobs::statements::is_job_call(f) => {
+                self.require_autocommit(autocommit, "job statements")?;
+                match crate::jobs::statements::execute(self.engine.catalog(), f).await? {
+                    Some(batch) => rows_of(batch.schema(), vec![batch]),
+                    None => Ok(StatementOutput::Command {
+                        tag: "CANCEL JOB".into(),
+                        rows: None,
+                    }),
+                }
             }
             Statement::Call(f) if crate::ranges::is_range_call(f) => {
                 self.require_autocommit(autocommit, "range statements")?;

@@ -10,6 +10,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use holo_kv::Transaction;
 
+use crate::catalog::lease::SchemaPin;
 use crate::error::{SqlError, SqlResult};
 use crate::session::Session;
 use crate::session::output::StatementOutput;
@@ -31,6 +32,8 @@ pub(crate) enum TxnState {
     Open {
         txn: Arc<Transaction>,
         read_only: bool,
+        /// The catalog version the block started at, held until it ends.
+        _pin: SchemaPin,
     },
     Aborted,
 }
@@ -71,6 +74,7 @@ impl Session {
             tracing::debug!("BEGIN inside a transaction block: ignored, as PostgreSQL does");
             return Ok(StatementOutput::TxnStart("BEGIN".into()));
         }
+        let pin = self.engine.catalog().pin();
         let txn =
             Transaction::begin(self.engine.kv().clone(), self.engine.options().txn.clone()).await?;
         {
@@ -78,6 +82,7 @@ impl Session {
             inner.txn = TxnState::Open {
                 txn: Arc::new(txn),
                 read_only,
+                _pin: pin,
             };
             inner.settings.begin_block();
         }
@@ -124,6 +129,12 @@ impl Session {
     pub(crate) async fn commit_txn(&self, txn: &Transaction) -> SqlResult<()> {
         let started = Instant::now();
         let metrics = self.engine.txn_metrics();
+        if txn.write_count() > 0
+            && let Err(e) = self.engine.catalog().check_lease()
+        {
+            txn.rollback();
+            return Err(e);
+        }
         self.committing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let result = txn.commit().await;
