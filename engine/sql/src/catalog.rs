@@ -257,8 +257,11 @@ impl Catalog {
         version: u64,
         interrupt: &crate::interrupt::Interrupt,
     ) -> SqlResult<()> {
-        // This node's own record first, so the wait need not sit out a tick.
-        self.publish_lease().await?;
+        // This node's own record first, so the wait need not sit out a tick
+        // (a conflict with the renewal loop is harmless: it publishes too).
+        if let Err(e) = self.publish_lease().await {
+            tracing::debug!(error = %e, "schema lease publication raced");
+        }
         lease::wait_for_version(|| self.begin(), version, interrupt).await
     }
 
@@ -361,10 +364,23 @@ impl Catalog {
                 None => break,
             }
         }
-        *self.cache.write() = cache;
+        // Concurrent reloads (the refresh loop, a schema change's steps)
+        // may finish out of order: never go back to an older catalog. The
+        // local version moves before the stored one, so a statement pinned
+        // at the new version never reuses a plan made from the old cache.
+        let mut guard = self.cache.write();
+        if stored
+            < self
+                .stored_version
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Ok(());
+        }
+        *guard = cache;
+        self.bump_local_version();
         self.stored_version
             .store(stored, std::sync::atomic::Ordering::Release);
-        self.bump_local_version();
+        drop(guard);
         Ok(())
     }
 

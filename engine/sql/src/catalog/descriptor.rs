@@ -138,6 +138,11 @@ pub struct IndexDescriptor {
     /// Step of the index in its schema change.
     #[serde(default)]
     pub state: IndexState,
+    /// For an index built over existing rows: the timestamp (raw) after
+    /// which its entries are complete. A transaction whose snapshot is not
+    /// newer does not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readable_from: Option<u64>,
 }
 
 /// A table.

@@ -191,7 +191,7 @@ impl TableProvider for HoloTable {
         let lookup = if spans.consumed.iter().any(|&c| c) {
             None
         } else {
-            best_index(&self.entry, &refs)
+            best_index(&self.entry, &refs, txn.start_ts())
         };
         let scan = HoloScanExec::new(
             self.entry.clone(),
@@ -209,14 +209,19 @@ impl TableProvider for HoloTable {
 }
 
 /// The secondary index whose key the most predicates constrain (a unique
-/// one on a tie), when any does. Without statistics any index predicate is
+/// one on a tie), when any does and its entries are complete at the
+/// transaction's `snapshot`. Without statistics any index predicate is
 /// taken to be more selective than reading the whole table.
-fn best_index(entry: &TableEntry, filters: &[&Expr]) -> Option<IndexLookup> {
+fn best_index(
+    entry: &TableEntry,
+    filters: &[&Expr],
+    snapshot: holo_txn_types::Timestamp,
+) -> Option<IndexLookup> {
     entry
         .indexes
         .iter()
         .enumerate()
-        .filter(|(_, i)| i.scannable())
+        .filter(|(_, i)| i.scannable() && i.readable_at(snapshot))
         .map(|(pos, i)| {
             let plan = plan_index_spans(entry, i, filters);
             let used = plan.consumed.iter().filter(|&&c| c).count();

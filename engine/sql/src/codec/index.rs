@@ -43,6 +43,15 @@ pub struct IndexEntry {
     pub unique: bool,
 }
 
+/// The pk suffix stored in a unique-shape entry's `value`: two entries of
+/// one key point to the same row exactly when these are equal.
+pub fn pk_suffix_in(value: &[u8]) -> Option<&[u8]> {
+    let rest = value.strip_prefix(&[INDEX_VALUE_V1])?;
+    let mut input = rest;
+    let n = get_uvarint(&mut input).ok()? as usize;
+    input.get(..n)
+}
+
 /// Encoder of one secondary index's entries.
 #[derive(Debug)]
 pub struct IndexCodec {
@@ -210,13 +219,12 @@ impl IndexCodec {
         Ok(out)
     }
 
-    /// The pk suffix stored in a unique-shape entry's `value`: two entries
-    /// of one key point to the same row exactly when these are equal.
-    pub fn pk_suffix_in<'v>(&self, value: &'v [u8]) -> Option<&'v [u8]> {
-        let rest = value.strip_prefix(&[INDEX_VALUE_V1])?;
-        let mut input = rest;
-        let n = get_uvarint(&mut input).ok()? as usize;
-        input.get(..n)
+    /// Whether a transaction reading at `snapshot` may read the index: its
+    /// entries are complete at that snapshot.
+    pub fn readable_at(&self, snapshot: holo_txn_types::Timestamp) -> bool {
+        self.desc
+            .readable_from
+            .is_none_or(|t| snapshot.into_inner() > t)
     }
 
     /// The entry of row `i`; `readers` cover every table column.
@@ -333,6 +341,7 @@ mod tests {
             unique,
             constraint: false,
             state: IndexState::Public,
+            readable_from: None,
         };
         let table = TableDescriptor {
             format: DESCRIPTOR_FORMAT,

@@ -138,6 +138,7 @@ fn index_descriptor(
         unique: ci.unique,
         constraint: false,
         state: IndexState::DeleteOnly,
+        readable_from: None,
     })
 }
 
@@ -183,7 +184,12 @@ pub async fn create_index(
         index_id: index.id,
     };
     let name = index.name.clone();
-    desc.next_index_id += 1;
+    desc.next_index_id = desc.next_index_id.checked_add(1).ok_or_else(|| {
+        SqlError::new(
+            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            format!("table \"{table}\" has used up its index ids"),
+        )
+    })?;
     desc.indexes.push(index);
     catalog.write_table(&txn, desc).await?;
     let (id, claim) = create_job(catalog, &txn, kind, &ci.to_string(), "delete-only").await?;

@@ -157,8 +157,14 @@ pub(super) fn add_unique_indexes(
             unique: true,
             constraint: true,
             state: IndexState::Public,
+            readable_from: None,
         });
-        desc.next_index_id += 1;
+        desc.next_index_id = desc.next_index_id.checked_add(1).ok_or_else(|| {
+            SqlError::new(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                "too many unique constraints",
+            )
+        })?;
     }
     Ok(())
 }

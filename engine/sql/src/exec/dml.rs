@@ -23,7 +23,9 @@ use futures::StreamExt;
 use holo_kv::Transaction;
 use holo_txn_types::MutationOp;
 
-use super::row_writes::{Write, delete_writes, insert_writes, update_writes};
+use super::row_writes::{
+    GuardedDelete, Write, delete_writes, insert_writes, resolve_guarded, update_writes,
+};
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -377,6 +379,7 @@ pub async fn execute_dml(
     let entry = target_table(catalog, dml)?;
     let ncols = entry.desc.columns.len();
     let mut writes: Vec<Write> = Vec::new();
+    let mut guarded: Vec<GuardedDelete> = Vec::new();
     let mut rows: u64 = 0;
     match &dml.op {
         WriteOp::Insert(InsertOp::Append) => {
@@ -409,6 +412,7 @@ pub async fn execute_dml(
                     &batch.columns()[ncols..],
                     &mut deletes,
                     &mut puts,
+                    &mut guarded,
                 )?;
                 rows += batch.num_rows() as u64;
                 Ok(())
@@ -433,7 +437,7 @@ pub async fn execute_dml(
             for_each_batch(planning, &dml.input, |batch| {
                 let old: Vec<ArrayRef> =
                     positions.iter().map(|&i| batch.column(i).clone()).collect();
-                delete_writes(&entry, &old, &mut writes)?;
+                delete_writes(&entry, &old, &mut writes, &mut guarded)?;
                 rows += batch.num_rows() as u64;
                 Ok(())
             })
@@ -442,18 +446,25 @@ pub async fn execute_dml(
         }
         other => return Err(SqlError::unsupported(format!("{other} is not supported"))),
     }
-    apply_writes(txn, &entry, writes, check_now).await?;
+    apply_writes(txn, &entry, writes, guarded, check_now).await?;
     Ok(rows)
 }
 
-/// Buffers a statement's writes in `txn`, all or nothing; with `check_now`
-/// inserted keys are first checked against the snapshot.
+/// Buffers a statement's writes in `txn`, all or nothing, the `guarded`
+/// deletes first; with `check_now` inserted keys are first checked against
+/// the snapshot.
 pub(crate) async fn apply_writes(
     txn: &Transaction,
     entry: &TableEntry,
-    writes: Vec<Write>,
+    mut writes: Vec<Write>,
+    guarded: Vec<GuardedDelete>,
     check_now: bool,
 ) -> SqlResult<()> {
+    if !guarded.is_empty() {
+        let mut resolved = resolve_guarded(txn, guarded).await?;
+        resolved.append(&mut writes);
+        writes = resolved;
+    }
     if check_now {
         // A key the statement itself deletes (a swap) may be inserted again.
         let deleted: std::collections::HashSet<&[u8]> = writes

@@ -285,6 +285,20 @@ impl FastPlan {
         }
     }
 
+    /// Whether the plan can run at `snapshot`: a point read through an
+    /// index needs the index's entries complete there (otherwise the
+    /// statement takes the general path, which reads the table).
+    pub fn runs_at(&self, snapshot: holo_txn_types::Timestamp) -> bool {
+        match self {
+            FastPlan::PointSelect {
+                entry,
+                via: Some(i),
+                ..
+            } => entry.indexes[*i].readable_at(snapshot),
+            _ => true,
+        }
+    }
+
     /// Runs the plan in `txn` with `params` bound.
     pub async fn execute(
         &self,
@@ -306,6 +320,16 @@ impl FastPlan {
                     None => encode_key(entry, key, params)?,
                     Some(i) => {
                         let index = &entry.indexes[*i];
+                        if !index.readable_at(txn.start_ts()) {
+                            return Err(SqlError::new(
+                                sqlstate::SERIALIZATION_FAILURE,
+                                format!(
+                                    "index \"{}\" was built after this transaction began",
+                                    index.desc().name
+                                ),
+                            )
+                            .with_hint("retry the transaction"));
+                        }
                         match encode_elements(
                             entry,
                             key,
@@ -361,10 +385,17 @@ impl FastPlan {
                     .iter()
                     .map(|&c| row.column(c).clone())
                     .collect();
-                let (mut deletes, mut puts) = (Vec::new(), Vec::new());
-                update_writes(entry, &new_columns, &old, &mut deletes, &mut puts)?;
+                let (mut deletes, mut puts, mut guarded) = (Vec::new(), Vec::new(), Vec::new());
+                update_writes(
+                    entry,
+                    &new_columns,
+                    &old,
+                    &mut deletes,
+                    &mut puts,
+                    &mut guarded,
+                )?;
                 deletes.extend(puts);
-                apply_writes(txn, entry, deletes, check_now).await?;
+                apply_writes(txn, entry, deletes, guarded, check_now).await?;
                 Ok(FastOutput::Written(1))
             }
             FastPlan::InsertValues {
@@ -382,7 +413,7 @@ impl FastPlan {
                 let rows = columns.first().map_or(0, |c| c.len());
                 let mut writes = Vec::new();
                 insert_writes(entry, &columns, &mut writes)?;
-                apply_writes(txn, entry, writes, check_now).await?;
+                apply_writes(txn, entry, writes, Vec::new(), check_now).await?;
                 Ok(FastOutput::Written(rows as u64))
             }
         }

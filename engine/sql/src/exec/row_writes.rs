@@ -10,12 +10,57 @@ use datafusion::arrow::array::{ArrayRef, new_null_array};
 use holo_txn_types::MutationOp;
 
 use crate::catalog::TableEntry;
+use crate::catalog::descriptor::IndexState;
 use crate::codec::column::{ColumnReader, conform};
-use crate::codec::index::{IndexCodec, IndexEntry};
+use crate::codec::index::{IndexCodec, IndexEntry, pk_suffix_in};
 use crate::error::{SqlError, SqlResult};
 
 /// One buffered write.
 pub(crate) type Write = (Vec<u8>, MutationOp);
+
+/// The delete of a unique-shape entry of a unique index that is still
+/// being built: old rows have no entry yet, so the key may hold another
+/// row's entry. It deletes only this row's entry (`value`) and writes any
+/// other back unchanged, so it still conflicts with a backfill writing the
+/// key ([`resolve_guarded`]).
+#[derive(Debug)]
+pub(crate) struct GuardedDelete {
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+/// The writes of `guarded` deletes, read in `txn`.
+pub(crate) async fn resolve_guarded(
+    txn: &holo_kv::Transaction,
+    guarded: Vec<GuardedDelete>,
+) -> SqlResult<Vec<Write>> {
+    let mut out = Vec::with_capacity(guarded.len());
+    for g in guarded {
+        let op = match txn.get(&g.key).await? {
+            Some(v) if pk_suffix_in(&v) != pk_suffix_in(&g.value) => MutationOp::Put(v),
+            _ => MutationOp::Delete,
+        };
+        out.push((g.key, op));
+    }
+    Ok(out)
+}
+
+/// The delete of `before` (an entry of `index` for a row going away).
+fn deleting(
+    index: &IndexCodec,
+    before: IndexEntry,
+    out: &mut Vec<Write>,
+    guarded: &mut Vec<GuardedDelete>,
+) {
+    if before.unique && index.desc().state != IndexState::Public {
+        guarded.push(GuardedDelete {
+            key: before.key,
+            value: before.value,
+        });
+    } else {
+        out.push((before.key, MutationOp::Delete));
+    }
+}
 
 /// Writes inserting `rows` (validated, one array per table column).
 pub(crate) fn insert_writes(
@@ -45,6 +90,7 @@ pub(crate) fn delete_writes(
     entry: &TableEntry,
     old: &[ArrayRef],
     out: &mut Vec<Write>,
+    guarded: &mut Vec<GuardedDelete>,
 ) -> SqlResult<()> {
     let rows = widen(entry, old)?;
     for key in old_keys(entry, &rows)? {
@@ -56,7 +102,7 @@ pub(crate) fn delete_writes(
     let readers = readers(entry, &rows)?;
     for i in 0..row_count(old) {
         for index in &entry.indexes {
-            out.push((index.entry(&readers, i).key, MutationOp::Delete));
+            deleting(index, index.entry(&readers, i), out, guarded);
         }
     }
     Ok(())
@@ -72,6 +118,7 @@ pub(crate) fn update_writes(
     old: &[ArrayRef],
     deletes: &mut Vec<Write>,
     puts: &mut Vec<Write>,
+    guarded: &mut Vec<GuardedDelete>,
 ) -> SqlResult<()> {
     let old_rows = widen(entry, old)?;
     let new_rows = entry.codec.encode_rows(new)?;
@@ -93,7 +140,7 @@ pub(crate) fn update_writes(
         for index in &entry.indexes {
             let before = index.entry(&old_readers, i);
             if !index.writers_add() {
-                deletes.push((before.key, MutationOp::Delete));
+                deleting(index, before, deletes, guarded);
                 continue;
             }
             let after = index.entry(&new_readers, i);
@@ -102,7 +149,7 @@ pub(crate) fn update_writes(
                     puts.push((after.key, MutationOp::Put(after.value)));
                 }
             } else {
-                deletes.push((before.key, MutationOp::Delete));
+                deleting(index, before, deletes, guarded);
                 puts.push(adding(after));
             }
         }

@@ -22,7 +22,7 @@ use holo_txn_types::KeyError;
 use super::claim::Claim;
 use crate::catalog::TableEntry;
 use crate::catalog::descriptor::IndexState;
-use crate::codec::index::{IndexCodec, IndexEntry};
+use crate::codec::index::{IndexCodec, IndexEntry, pk_suffix_in};
 use crate::codec::key::prefix_end;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::exec::row_writes::index_entries;
@@ -55,17 +55,19 @@ pub(super) async fn backfill(
         .iter()
         .find(|i| i.desc().id == index_id && i.desc().state == IndexState::WriteOnly)
         .ok_or_else(|| SqlError::internal(format!("index {index_id} is not write-only")))?;
-    let mut skip: HashSet<Vec<u8>> = HashSet::new();
+    // Entries found already written for their own row: (key, pk suffix).
+    let mut skip: HashSet<(Vec<u8>, Vec<u8>)> = HashSet::new();
     let mut attempt = 0u32;
     loop {
         interrupt.check()?;
         match batch(claim, &entry, index, &skip).await {
             Ok(true) => return Ok(()),
             Ok(false) => attempt = 0,
-            Err(Retry::Skip(key)) => {
-                skip.insert(key);
+            Err(Retry::Skip(key, suffix)) => {
+                skip.insert((key, suffix));
             }
             Err(Retry::Conflict(e)) => {
+                claim.beat_if_due().await?;
                 attempt += 1;
                 if attempt >= MAX_ATTEMPTS {
                     return Err(SqlError::new(
@@ -85,8 +87,9 @@ pub(super) async fn backfill(
 }
 
 enum Retry {
-    /// The batch met an entry this row already has: leave it alone.
-    Skip(Vec<u8>),
+    /// The batch met an entry this row already has (key, pk suffix): leave
+    /// it alone.
+    Skip(Vec<u8>, Vec<u8>),
     /// A write-write conflict: read the batch again.
     Conflict(SqlError),
     /// Not retryable.
@@ -115,7 +118,7 @@ async fn batch(
     claim: &Claim,
     entry: &TableEntry,
     index: &IndexCodec,
-    skip: &HashSet<Vec<u8>>,
+    skip: &HashSet<(Vec<u8>, Vec<u8>)>,
 ) -> Result<bool, Retry> {
     // Fault injection: `FAILPOINTS=sql::backfill_batch=return(MS)` slows
     // every batch down, so tests can act in the middle of a backfill.
@@ -133,14 +136,15 @@ async fn batch(
     let entries = entries_of(entry, index, &pairs)?;
     let mut seen: HashMap<&[u8], &IndexEntry> = HashMap::new();
     for e in &entries {
-        if skip.contains(&e.key) {
-            continue;
-        }
         if e.unique {
             if let Some(prior) = seen.insert(&e.key, e)
-                && index.pk_suffix_in(&prior.value) != index.pk_suffix_in(&e.value)
+                && pk_suffix_in(&prior.value) != pk_suffix_in(&e.value)
             {
                 return Err(Retry::Fail(duplicated(index, &e.key)));
+            }
+            let suffix = pk_suffix_in(&e.value).unwrap_or_default().to_vec();
+            if skip.contains(&(e.key.clone(), suffix)) {
+                continue;
             }
             txn.insert(e.key.clone(), e.value.clone())?;
         } else {
@@ -165,8 +169,9 @@ async fn batch(
             let existing = check.get(&key).await?;
             let ours = entries.iter().find(|e| e.key == key);
             match (existing, ours) {
-                (Some(v), Some(e)) if index.pk_suffix_in(&v) == index.pk_suffix_in(&e.value) => {
-                    Err(Retry::Skip(key))
+                (Some(v), Some(e)) if pk_suffix_in(&v) == pk_suffix_in(&e.value) => {
+                    let suffix = pk_suffix_in(&v).unwrap_or_default().to_vec();
+                    Err(Retry::Skip(key, suffix))
                 }
                 (Some(_), _) => Err(Retry::Fail(duplicated(index, &key))),
                 // Gone again: read the batch anew.

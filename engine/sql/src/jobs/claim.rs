@@ -89,7 +89,7 @@ impl Claim {
 
     /// Renews the heartbeat when due (the job record is also written by
     /// every step and backfill batch).
-    async fn beat_if_due(&self) -> SqlResult<()> {
+    pub(super) async fn beat_if_due(&self) -> SqlResult<()> {
         let last = self.last_beat.load(Ordering::Acquire);
         if now_ms().saturating_sub(last) < HEARTBEAT.as_millis() as u64 {
             return Ok(());
@@ -98,8 +98,13 @@ impl Claim {
     }
 
     /// Waits until every node uses the catalog version now stored (or a
-    /// newer one), renewing the heartbeat meanwhile.
-    pub(super) async fn wait_for_leases(&self, interrupt: &Interrupt) -> SqlResult<()> {
+    /// newer one), renewing the heartbeat meanwhile. With `cancellable`, a
+    /// `CANCEL JOB` seen at a renewal ends the wait (57014).
+    pub(super) async fn wait_for_leases(
+        &self,
+        interrupt: &Interrupt,
+        cancellable: bool,
+    ) -> SqlResult<()> {
         self.catalog.refresh_if_stale().await?;
         let version = self.catalog.stored_version();
         let wait = self.catalog.wait_for_version(version, interrupt);
@@ -107,7 +112,12 @@ impl Claim {
         loop {
             tokio::select! {
                 r = &mut wait => return r,
-                _ = tokio::time::sleep(HEARTBEAT) => self.beat_if_due().await?,
+                _ = tokio::time::sleep(HEARTBEAT) => {
+                    let job = self.transact(|_, _, _| Ok(false)).await?;
+                    if cancellable && job.cancel_requested {
+                        return Err(crate::interrupt::canceled());
+                    }
+                }
             }
         }
     }

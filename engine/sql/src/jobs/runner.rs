@@ -58,7 +58,12 @@ fn set_index(
         return Ok(false);
     };
     match state {
-        Some(s) => desc.indexes[pos].state = s,
+        Some(s) => {
+            let index = &mut desc.indexes[pos];
+            index.state = s;
+            // Every backfill batch committed before this transaction began.
+            index.readable_from = (s == IndexState::Public).then(|| txn.start_ts().into_inner());
+        }
         None => {
             let index = desc.indexes.remove(pos);
             txn.delete(namespace_key(desc.parent_id, &index.name))?;
@@ -105,7 +110,8 @@ pub async fn run(
                 match forward(&claim, &job, &interrupt).await {
                     Ok(()) => {}
                     Err(e) if e.code == sqlstate::QUERY_CANCELED => {}
-                    Err(e) if job.kind.revertible() && !is_transient(&e) => {
+                    Err(e) if is_transient(&e) => retry_pause(id, &e).await,
+                    Err(e) if job.kind.revertible() => {
                         tracing::info!(job = id, error = %e, "schema change failed; reverting");
                         revert(&claim, &e).await?;
                         last_error = Some(e);
@@ -113,9 +119,18 @@ pub async fn run(
                     Err(e) => return Err(e),
                 }
             }
-            JobStatus::Reverting => backward(&claim, &job).await?,
+            JobStatus::Reverting => match backward(&claim, &job).await {
+                Err(e) if is_transient(&e) => retry_pause(id, &e).await,
+                other => other?,
+            },
         }
     }
+}
+
+/// A pause before a step that failed on a transient error is tried again.
+async fn retry_pause(id: u64, e: &SqlError) {
+    tracing::debug!(job = id, error = %e, "schema-change step failed; trying again");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 }
 
 /// Errors after which a step is tried again rather than reverted.
@@ -185,11 +200,15 @@ async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlRe
             ));
         }
         (JobKind::CreateIndex { .. }, Some(IndexState::DeleteOnly)) => {
-            claim.wait_for_leases(interrupt).await?;
+            claim
+                .wait_for_leases(interrupt, job.kind.revertible())
+                .await?;
             (Some(Some(IndexState::WriteOnly)), "backfilling")
         }
         (JobKind::CreateIndex { table_id, index_id }, Some(IndexState::WriteOnly)) => {
-            claim.wait_for_leases(interrupt).await?;
+            claim
+                .wait_for_leases(interrupt, job.kind.revertible())
+                .await?;
             if !job.backfilled {
                 backfill(claim, table_id, index_id, interrupt).await?;
                 return Ok(());
@@ -201,15 +220,19 @@ async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlRe
             (Some(Some(IndexState::WriteOnly)), "write-only")
         }
         (JobKind::DropIndex { .. }, Some(IndexState::WriteOnly)) => {
-            claim.wait_for_leases(interrupt).await?;
+            claim
+                .wait_for_leases(interrupt, job.kind.revertible())
+                .await?;
             (Some(Some(IndexState::DeleteOnly)), "delete-only")
         }
         (JobKind::DropIndex { .. }, Some(IndexState::DeleteOnly)) => {
-            claim.wait_for_leases(interrupt).await?;
+            claim
+                .wait_for_leases(interrupt, job.kind.revertible())
+                .await?;
             (Some(None), "removing entries")
         }
         (JobKind::DropIndex { table_id, index_id }, None) => {
-            claim.wait_for_leases(&Interrupt::none()).await?;
+            claim.wait_for_leases(&Interrupt::none(), false).await?;
             clear_index(claim, table_id, index_id).await?;
             (None, "done")
         }
@@ -246,11 +269,11 @@ async fn backward(claim: &Claim, job: &JobRecord) -> SqlResult<()> {
     let next = match index_state(desc.as_ref(), index_id) {
         Some(IndexState::WriteOnly | IndexState::Public) => Some(Some(IndexState::DeleteOnly)),
         Some(IndexState::DeleteOnly) => {
-            claim.wait_for_leases(&none).await?;
+            claim.wait_for_leases(&none, false).await?;
             Some(None)
         }
         None => {
-            claim.wait_for_leases(&none).await?;
+            claim.wait_for_leases(&none, false).await?;
             clear_index(claim, table_id, index_id).await?;
             None
         }

@@ -476,7 +476,9 @@ impl Session {
         };
         if let Some(fast) = fast {
             let current = self.engine.catalog().table(&fast.entry().desc.name);
-            if current.is_some_and(|t| Arc::ptr_eq(&t, fast.entry())) {
+            if current.is_some_and(|t| Arc::ptr_eq(&t, fast.entry()))
+                && fast.runs_at(txn.start_ts())
+            {
                 let out = fast
                     .execute(&self.state, txn, params.as_ref(), !autocommit)
                     .await?;
