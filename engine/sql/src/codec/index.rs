@@ -149,28 +149,6 @@ impl IndexCodec {
             .then(|| self.keys.iter().map(|(p, _)| *p).collect())
     }
 
-    /// The primary key of the row a unique-shape entry of an index with
-    /// [`IndexCodec::point_lookup_columns`] points to: `row_prefix` (the
-    /// primary index's) followed by the pk suffix in `value`.
-    pub fn primary_key_in(&self, row_prefix: &[u8], value: &[u8]) -> SqlResult<Vec<u8>> {
-        let corrupt =
-            || SqlError::internal(format!("corrupt entry of index \"{}\"", self.desc.name));
-        let rest = match value.split_first() {
-            Some((&INDEX_VALUE_V1, rest)) => rest,
-            _ => return Err(corrupt()),
-        };
-        let mut input = rest;
-        let n = get_uvarint(&mut input).map_err(|_| corrupt())? as usize;
-        let suffix = input
-            .get(..n)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(corrupt)?;
-        let mut key = Vec::with_capacity(row_prefix.len() + n);
-        key.extend_from_slice(row_prefix);
-        key.extend_from_slice(suffix);
-        Ok(key)
-    }
-
     /// Whether index scans read this index: it is public and its entries
     /// carry the whole primary key in their pk suffix (no key column is a
     /// primary-key column).
@@ -184,10 +162,9 @@ impl IndexCodec {
     pub fn row_key(&self, row_prefix: &[u8], key: &[u8], value: &[u8]) -> SqlResult<Vec<u8>> {
         let corrupt =
             || SqlError::internal(format!("corrupt entry of index \"{}\"", self.desc.name));
-        let mut input = value.strip_prefix(&[INDEX_VALUE_V1]).ok_or_else(corrupt)?;
-        let n = get_uvarint(&mut input).map_err(|_| corrupt())? as usize;
-        let suffix = if n > 0 {
-            input.get(..n).ok_or_else(corrupt)?
+        let in_value = pk_suffix_in(value).ok_or_else(corrupt)?;
+        let suffix = if !in_value.is_empty() {
+            in_value
         } else {
             let mut k = key
                 .strip_prefix(self.prefix.as_slice())

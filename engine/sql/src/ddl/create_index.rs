@@ -165,12 +165,9 @@ pub async fn create_index(
         .stored_table(&txn, entry.desc.id)
         .await?
         .ok_or_else(not_found)?;
-    let index = index_descriptor(&desc, ci, &|n| {
-        catalog.relation_exists(n) || desc.indexes.iter().any(|i| i.name == n)
-    })?;
-    let exists =
-        catalog.relation_exists(&index.name) || desc.indexes.iter().any(|i| i.name == index.name);
-    if exists {
+    let taken = |n: &str| catalog.relation_exists(n) || desc.indexes.iter().any(|i| i.name == n);
+    let index = index_descriptor(&desc, ci, &taken)?;
+    if taken(&index.name) {
         return if ci.if_not_exists {
             Ok(())
         } else {

@@ -338,10 +338,11 @@ impl FastPlan {
                             params,
                         )? {
                             Some(k) => match txn.get(&k).await? {
-                                Some(entry_value) => Some(
-                                    index
-                                        .primary_key_in(entry.codec.index_prefix(), &entry_value)?,
-                                ),
+                                Some(entry_value) => Some(index.row_key(
+                                    entry.codec.index_prefix(),
+                                    &k,
+                                    &entry_value,
+                                )?),
                                 None => None,
                             },
                             None => None,

@@ -28,11 +28,22 @@ impl JobKind {
         }
     }
 
+    /// Whether a failure or cancel undoes the job (a drop always finishes).
+    fn revertible(&self) -> bool {
+        matches!(self, JobKind::CreateIndex { .. })
+    }
+
     fn index_id(&self) -> u16 {
         match *self {
             JobKind::CreateIndex { index_id, .. } | JobKind::DropIndex { index_id, .. } => index_id,
         }
     }
+}
+
+/// Table `id`'s stored descriptor, read in a transaction of its own.
+async fn stored_table(claim: &Claim, id: u32) -> SqlResult<Option<TableDescriptor>> {
+    let txn = claim.catalog.begin().await?;
+    claim.catalog.stored_table(&txn, id).await
 }
 
 /// The state of the job's index in `desc`, `None` when it is absent.
@@ -161,13 +172,6 @@ fn stored_error(job: &JobRecord) -> SqlError {
     }
 }
 
-impl JobKind {
-    /// Whether a failure or cancel undoes the job (a drop always finishes).
-    fn revertible(&self) -> bool {
-        matches!(self, JobKind::CreateIndex { .. })
-    }
-}
-
 /// Marks the job as reverting because of `reason`.
 async fn revert(claim: &Claim, reason: &SqlError) -> SqlResult<()> {
     let reason = JobError::from(reason);
@@ -185,12 +189,7 @@ async fn revert(claim: &Claim, reason: &SqlError) -> SqlResult<()> {
 /// One step forward.
 async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlResult<()> {
     let index_id = job.kind.index_id();
-    let txn = claim.catalog.begin().await?;
-    let desc = claim
-        .catalog
-        .stored_table(&txn, job.kind.table_id())
-        .await?;
-    drop(txn);
+    let desc = stored_table(claim, job.kind.table_id()).await?;
     let state = index_state(desc.as_ref(), index_id);
     let (next, step): (Option<Option<IndexState>>, &str) = match (job.kind, state) {
         (JobKind::CreateIndex { .. }, None) => {
@@ -262,9 +261,7 @@ async fn backward(claim: &Claim, job: &JobRecord) -> SqlResult<()> {
             job.id
         )));
     };
-    let txn = claim.catalog.begin().await?;
-    let desc = claim.catalog.stored_table(&txn, table_id).await?;
-    drop(txn);
+    let desc = stored_table(claim, table_id).await?;
     let none = Interrupt::none();
     let next = match index_state(desc.as_ref(), index_id) {
         Some(IndexState::WriteOnly | IndexState::Public) => Some(Some(IndexState::DeleteOnly)),
