@@ -20,6 +20,8 @@ fn table() -> TableDescriptor {
         ty,
         nullable,
         default: None,
+        missing: None,
+        validating_not_null: false,
     };
     TableDescriptor {
         format: DESCRIPTOR_FORMAT,
@@ -27,6 +29,7 @@ fn table() -> TableDescriptor {
         name: "users".into(),
         parent_id: 2,
         version: 1,
+        hidden_columns: vec![],
         columns: vec![
             col(1, "id", SqlType::BigInt, false),
             col(2, "name", SqlType::Text, false),

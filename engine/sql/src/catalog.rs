@@ -49,6 +49,9 @@ pub struct TableEntry {
     /// each target row: the primary key and every column of a secondary
     /// index, ascending.
     pub old_row_columns: Vec<usize>,
+    /// A write-only column being added NOT NULL without a default: inserts
+    /// are refused (23502) until the column is visible.
+    pub insert_blocker: Option<String>,
 }
 
 impl TableEntry {
@@ -86,8 +89,14 @@ impl TableEntry {
         old_row_columns.extend(indexes.iter().flat_map(|i| i.column_positions()));
         old_row_columns.sort_unstable();
         old_row_columns.dedup();
+        let insert_blocker = desc
+            .hidden_columns
+            .iter()
+            .find(|c| !c.nullable && c.missing.is_none())
+            .map(|c| c.name.clone());
         Ok(TableEntry {
             codec,
+            insert_blocker,
             desc,
             schema,
             defaults,

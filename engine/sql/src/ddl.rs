@@ -1,6 +1,9 @@
 //! CREATE TABLE and DROP TABLE; the indexes a table definition makes are in
-//! [`indexes`], CREATE INDEX and DROP INDEX in [`create_index`].
+//! [`indexes`], CREATE INDEX and DROP INDEX in [`create_index`], ALTER TABLE
+//! in [`alter_table`].
 
+mod alter_checks;
+mod alter_table;
 mod create_index;
 mod indexes;
 
@@ -24,6 +27,7 @@ use crate::catalog::descriptor::{
 use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::types::SqlType;
+pub use alter_table::alter_table;
 pub use create_index::{create_index, drop_indexes};
 use indexes::{UniqueSpec, add_unique_indexes};
 
@@ -189,9 +193,77 @@ fn validate_check(ctx: &SessionContext, table: &TableDescriptor, sql: &str) -> S
     Ok(())
 }
 
-/// Builds the descriptor of a CREATE TABLE (id and version are assigned by
-/// the catalog) and validates it.
-/// The descriptor of `ct`; `taken` tells whether a relation name is in use
+/// The name of a new CHECK constraint of table `table`: `given`, or
+/// PostgreSQL's `<table>_<column>_check[N]`; `used` holds the table's
+/// constraint names and gets the new one.
+fn choose_check_name(
+    table: &str,
+    given: Option<String>,
+    column: Option<&str>,
+    used: &mut HashSet<String>,
+) -> SqlResult<String> {
+    let base = match (&given, column) {
+        (Some(n), _) => n.clone(),
+        (None, Some(c)) => format!("{table}_{c}_check"),
+        (None, None) => format!("{table}_check"),
+    };
+    let mut name = base.clone();
+    let mut n = 1;
+    while !used.insert(name.clone()) {
+        if given.is_some() {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_OBJECT,
+                format!("constraint \"{base}\" for relation \"{table}\" already exists"),
+            ));
+        }
+        name = format!("{base}{n}");
+        n += 1;
+    }
+    Ok(name)
+}
+
+/// Column `col` of a definition (CREATE TABLE, ADD COLUMN) with id `id`:
+/// its type, NULL, NOT NULL and DEFAULT; the options that make constraints
+/// (PRIMARY KEY, UNIQUE, CHECK, REFERENCES, ...) are left to the caller.
+pub(crate) fn column_descriptor<'a>(
+    ctx: &SessionContext,
+    col: &'a ast::ColumnDef,
+    id: u32,
+) -> SqlResult<(ColumnDescriptor, Vec<&'a ast::ColumnOptionDef>)> {
+    let name = ident_name(&col.name);
+    let ty = SqlType::from_ast(&col.data_type)?;
+    let mut column = ColumnDescriptor {
+        id,
+        name: name.clone(),
+        ty,
+        nullable: true,
+        default: None,
+        missing: None,
+        validating_not_null: false,
+    };
+    let mut constraints = Vec::new();
+    for opt in &col.options {
+        match &opt.option {
+            ColumnOption::NotNull => column.nullable = false,
+            ColumnOption::Null => {}
+            ColumnOption::Default(expr) => {
+                if !is_constant_default(expr) {
+                    return Err(SqlError::unsupported(format!(
+                        "DEFAULT {expr} for column \"{name}\": only constants and CURRENT_TIMESTAMP are supported"
+                    )));
+                }
+                let sql = expr.to_string();
+                validate_default(ctx, &name, ty, &sql)?;
+                column.default = Some(sql);
+            }
+            _ => constraints.push(opt),
+        }
+    }
+    Ok((column, constraints))
+}
+
+/// The descriptor of a CREATE TABLE `ct` (id and version are assigned by
+/// the catalog), validated; `taken` tells whether a relation name is in use
 /// in the schema (for the names of the indexes the table makes).
 pub fn table_descriptor(
     ctx: &SessionContext,
@@ -226,6 +298,7 @@ pub fn table_descriptor(
         parent_id: PUBLIC_SCHEMA_ID,
         version: 0,
         columns: Vec::new(),
+        hidden_columns: Vec::new(),
         primary_key: PrimaryKeyDescriptor {
             name: format!("{name}_pkey"),
             column_ids: Vec::new(),
@@ -257,29 +330,10 @@ pub fn table_descriptor(
                 format!("column \"{col_name}\" specified more than once"),
             ));
         }
-        let ty = SqlType::from_ast(&col.data_type)?;
-        let mut column = ColumnDescriptor {
-            id: desc.next_column_id,
-            name: col_name.clone(),
-            ty,
-            nullable: true,
-            default: None,
-        };
+        let (column, constraints) = column_descriptor(ctx, col, desc.next_column_id)?;
         desc.next_column_id += 1;
-        for opt in &col.options {
+        for opt in constraints {
             match &opt.option {
-                ColumnOption::NotNull => column.nullable = false,
-                ColumnOption::Null => {}
-                ColumnOption::Default(expr) => {
-                    if !is_constant_default(expr) {
-                        return Err(SqlError::unsupported(format!(
-                            "DEFAULT {expr} for column \"{col_name}\": only constants and CURRENT_TIMESTAMP are supported"
-                        )));
-                    }
-                    let sql = expr.to_string();
-                    validate_default(ctx, &col_name, ty, &sql)?;
-                    column.default = Some(sql);
-                }
                 ColumnOption::PrimaryKey(_) => set_pk(&mut pk_names, vec![col_name.clone()])?,
                 ColumnOption::Check(check) => check_sql.push((
                     opt.name.as_ref().or(check.name.as_ref()).map(ident_name),
@@ -359,26 +413,11 @@ pub fn table_descriptor(
     let mut used_names: HashSet<String> = HashSet::new();
     for (given, sql, column) in check_sql {
         validate_check(ctx, &desc, &sql)?;
-        let base = match (&given, &column) {
-            (Some(n), _) => n.clone(),
-            (None, Some(c)) => format!("{name}_{c}_check"),
-            (None, None) => format!("{name}_check"),
-        };
-        let mut check_name = base.clone();
-        let mut n = 1;
-        while !used_names.insert(check_name.clone()) {
-            if given.is_some() {
-                return Err(SqlError::new(
-                    sqlstate::DUPLICATE_OBJECT,
-                    format!("constraint \"{base}\" for relation \"{name}\" already exists"),
-                ));
-            }
-            check_name = format!("{base}{n}");
-            n += 1;
-        }
+        let check_name = choose_check_name(&name, given, column.as_deref(), &mut used_names)?;
         desc.checks.push(CheckDescriptor {
             name: check_name,
             expr: sql,
+            validated: true,
         });
     }
     add_unique_indexes(&mut desc, uniques, &mut used_names, taken)?;

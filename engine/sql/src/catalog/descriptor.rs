@@ -73,6 +73,26 @@ pub struct ColumnDescriptor {
     /// Default value expression (SQL text), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
+    /// The value of rows written before the column was added (ALTER TABLE
+    /// ADD COLUMN ... DEFAULT), read where such a row has no field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<MissingValue>,
+    /// SET NOT NULL in progress: writers refuse NULLs while existing rows
+    /// are checked; readers still take the column as nullable.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub validating_not_null: bool,
+}
+
+/// What a row written before a column existed holds in it: PostgreSQL's
+/// `attmissingval`, so ADD COLUMN ... DEFAULT rewrites no rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingValue {
+    /// Rows written at a schema version below this one that have no field
+    /// of the column read `value`; newer rows without one are NULL.
+    pub before_version: u32,
+    /// The value's field payload (the row format's encoding of the
+    /// column's type, without the field header).
+    pub value: Vec<u8>,
 }
 
 /// The primary key.
@@ -91,6 +111,19 @@ pub struct CheckDescriptor {
     pub name: String,
     /// Boolean SQL expression over the table's columns.
     pub expr: String,
+    /// Whether every existing row is known to satisfy it; writers enforce
+    /// it either way (`false` while ADD CONSTRAINT checks the rows, and
+    /// for `NOT VALID`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub validated: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Who maintains and who reads a secondary index: the steps of an online
@@ -159,8 +192,12 @@ pub struct TableDescriptor {
     /// Schema version, bumped by every change of the table's definition;
     /// written into every row value.
     pub version: u32,
-    /// Columns in table order.
+    /// Columns in table order: the ones readers see.
     pub columns: Vec<ColumnDescriptor>,
+    /// Write-only columns of a schema change in progress (being added or
+    /// dropped): invisible to statements, carried along by updates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden_columns: Vec<ColumnDescriptor>,
     /// The primary key.
     pub primary_key: PrimaryKeyDescriptor,
     /// CHECK constraints.
@@ -189,6 +226,14 @@ impl TableDescriptor {
     /// The column with id `id`.
     pub fn column_by_id(&self, id: u32) -> Option<&ColumnDescriptor> {
         self.columns.iter().find(|c| c.id == id)
+    }
+
+    /// Whether a visible or write-only column is called `name`.
+    pub fn column_name_taken(&self, name: &str) -> bool {
+        self.columns
+            .iter()
+            .chain(&self.hidden_columns)
+            .any(|c| c.name == name)
     }
 
     /// The secondary index called `name`.

@@ -302,6 +302,8 @@ mod tests {
             ty,
             nullable: id != 1,
             default: None,
+            missing: None,
+            validating_not_null: false,
         }
     }
 
@@ -326,6 +328,7 @@ mod tests {
             name: "t".into(),
             parent_id: 2,
             version: 1,
+            hidden_columns: vec![],
             columns: vec![
                 column(1, "id", SqlType::BigInt),
                 column(2, "a", SqlType::Integer),

@@ -49,6 +49,19 @@ pub struct RowCodec {
     pk: Vec<usize>,
     non_pk: Vec<usize>,
     prefix: Vec<u8>,
+    /// Per column: the value of rows older than the column (below the
+    /// schema version) without a field of it.
+    missing: Vec<Option<(u32, Vec<u8>)>>,
+    /// Write-only columns: carried from a row's old value by updates.
+    hidden: Vec<HiddenColumn>,
+}
+
+/// A write-only column as the codec sees it.
+#[derive(Debug, Clone)]
+struct HiddenColumn {
+    id: u32,
+    wire: u64,
+    missing: Option<(u32, Vec<u8>)>,
 }
 
 impl RowCodec {
@@ -76,6 +89,11 @@ impl RowCodec {
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
         let non_pk = (0..columns.len()).filter(|i| !pk.contains(i)).collect();
+        let missing_of = |c: &crate::catalog::descriptor::ColumnDescriptor| {
+            c.missing
+                .as_ref()
+                .map(|m| (m.before_version, m.value.clone()))
+        };
         Ok(RowCodec {
             table_id: desc.id,
             schema_version: desc.version,
@@ -83,7 +101,52 @@ impl RowCodec {
             pk,
             non_pk,
             prefix: index_prefix(desc.id, PRIMARY_INDEX_ID),
+            missing: desc.columns.iter().map(missing_of).collect(),
+            hidden: desc
+                .hidden_columns
+                .iter()
+                .map(|c| HiddenColumn {
+                    id: c.id,
+                    wire: wire_type(c.ty),
+                    missing: missing_of(c),
+                })
+                .collect(),
         })
+    }
+
+    /// Whether the table has write-only columns, whose values updates must
+    /// carry over from the rows' old values ([`RowCodec::carry_hidden`]).
+    pub fn has_hidden(&self) -> bool {
+        !self.hidden.is_empty()
+    }
+
+    /// Appends to `value` (a row value this codec encoded) the fields of
+    /// the write-only columns held by `old`, the row's value before the
+    /// update; a value older than such a column's missing value gets that
+    /// value written out.
+    pub fn carry_hidden(&self, value: &mut Vec<u8>, old: &[u8]) -> SqlResult<()> {
+        let (stamp, mut v) = row_fields(old)?;
+        let mut carried = vec![false; self.hidden.len()];
+        while !v.is_empty() {
+            let start = v;
+            let header = get_uvarint(&mut v).map_err(|e| corrupt(&e.to_string()))?;
+            let (id, wt) = ((header >> 3) as u32, header & 7);
+            skip_field(&mut v, wt)?;
+            if let Some(h) = self.hidden.iter().position(|h| h.id == id && h.wire == wt) {
+                value.extend_from_slice(&start[..start.len() - v.len()]);
+                carried[h] = true;
+            }
+        }
+        for (h, done) in self.hidden.iter().zip(carried) {
+            if let Some((before, payload)) = &h.missing
+                && !done
+                && stamp < *before
+            {
+                put_uvarint(value, (u64::from(h.id) << 3) | h.wire);
+                value.extend_from_slice(payload);
+            }
+        }
+        Ok(())
     }
 
     /// The table's columns in table order.
@@ -238,8 +301,13 @@ impl RowCodec {
                 slot_by_id[col.id as usize] = Some((slot, wire_type(col.ty)));
             }
         }
+        let missing = projection
+            .iter()
+            .map(|&c| self.missing[c].clone())
+            .collect();
         RowDecoder {
             codec: self.clone(),
+            missing,
             builders,
             slot_by_id,
             slot_of,
@@ -312,9 +380,23 @@ pub(crate) fn skip_key(input: &mut &[u8], ty: SqlType) -> SqlResult<()> {
     Ok(())
 }
 
+/// The schema version a row value was written at and its fields.
+fn row_fields(value: &[u8]) -> SqlResult<(u32, &[u8])> {
+    let (&format, mut v) = value
+        .split_first()
+        .ok_or_else(|| corrupt("empty row value"))?;
+    if format != ROW_FORMAT_V1 {
+        return Err(corrupt("unknown row format version"));
+    }
+    let stamp = u32::from_be_bytes(take::<4>(&mut v)?);
+    Ok((stamp, v))
+}
+
 /// Decodes key/value pairs of one table into Arrow batches.
 pub struct RowDecoder {
     codec: Arc<RowCodec>,
+    /// Per output slot: the column's missing value (see [`RowCodec`]).
+    missing: Vec<Option<(u32, Vec<u8>)>>,
     builders: Vec<ColumnBuilder>,
     slot_by_id: Vec<Option<(usize, u64)>>,
     slot_of: Vec<Option<usize>>,
@@ -353,13 +435,7 @@ impl RowDecoder {
                 _ => return Err(corrupt("bad key tag")),
             }
         }
-        let (&version, mut v) = value
-            .split_first()
-            .ok_or_else(|| corrupt("empty row value"))?;
-        if version != ROW_FORMAT_V1 {
-            return Err(corrupt("unknown row format version"));
-        }
-        take::<4>(&mut v)?;
+        let (stamp, mut v) = row_fields(value)?;
         while !v.is_empty() {
             let header = get_uvarint(&mut v).map_err(|e| corrupt(&e.to_string()))?;
             let (id, wt) = ((header >> 3) as u32, header & 7);
@@ -376,8 +452,14 @@ impl RowDecoder {
             }
         }
         for (slot, filled) in self.filled.iter().enumerate() {
-            if !filled {
-                self.builders[slot].append_null();
+            if *filled {
+                continue;
+            }
+            match &self.missing[slot] {
+                Some((before, payload)) if stamp < *before => {
+                    self.builders[slot].append_value(&mut payload.as_slice())?;
+                }
+                _ => self.builders[slot].append_null(),
             }
         }
         self.rows += 1;
@@ -395,5 +477,127 @@ impl RowDecoder {
         self.rows = 0;
         RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| SqlError::internal(format!("building batch: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, Int32Array, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::catalog::descriptor::{
+        ColumnDescriptor, DESCRIPTOR_FORMAT, MissingValue, PrimaryKeyDescriptor,
+    };
+
+    fn column(id: u32, name: &str, missing: Option<MissingValue>) -> ColumnDescriptor {
+        ColumnDescriptor {
+            id,
+            name: name.into(),
+            ty: if id == 1 {
+                SqlType::BigInt
+            } else {
+                SqlType::Integer
+            },
+            nullable: id != 1,
+            default: None,
+            missing,
+            validating_not_null: false,
+        }
+    }
+
+    /// `t (id BIGINT PRIMARY KEY, a INT, ...)` at `version` with `extra`
+    /// visible and `hidden` write-only columns.
+    fn table(
+        version: u32,
+        extra: Vec<ColumnDescriptor>,
+        hidden: Vec<ColumnDescriptor>,
+    ) -> Arc<RowCodec> {
+        let mut columns = vec![column(1, "id", None), column(2, "a", None)];
+        columns.extend(extra);
+        let desc = TableDescriptor {
+            format: DESCRIPTOR_FORMAT,
+            id: 100,
+            name: "t".into(),
+            parent_id: 2,
+            version,
+            columns,
+            hidden_columns: hidden,
+            primary_key: PrimaryKeyDescriptor {
+                name: "t_pkey".into(),
+                column_ids: vec![1],
+            },
+            checks: Vec::new(),
+            indexes: Vec::new(),
+            next_column_id: 4,
+            next_index_id: 2,
+        };
+        Arc::new(RowCodec::new(&desc).unwrap())
+    }
+
+    fn encode(codec: &RowCodec, values: Vec<Option<i32>>) -> (Vec<u8>, Vec<u8>) {
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![7]))];
+        arrays.extend(
+            values
+                .into_iter()
+                .map(|v| Arc::new(Int32Array::from(vec![v])) as ArrayRef),
+        );
+        codec.encode_rows(&arrays).unwrap().remove(0)
+    }
+
+    /// Column `c` (id 3) of the row, read by `codec`.
+    fn read_c(codec: &Arc<RowCodec>, key: &[u8], value: &[u8]) -> Option<i32> {
+        let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int32, true)]));
+        let mut decoder = codec.decoder(vec![2], schema, 1);
+        decoder.push(key, value).unwrap();
+        let batch = decoder.finish().unwrap();
+        let c = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        (!c.is_null(0)).then(|| c.value(0))
+    }
+
+    fn five() -> MissingValue {
+        let mut value = Vec::new();
+        let array: ArrayRef = Arc::new(Int32Array::from(vec![5]));
+        ColumnReader::new(&array, SqlType::Integer)
+            .unwrap()
+            .write_value(0, &mut value);
+        MissingValue {
+            before_version: 3,
+            value,
+        }
+    }
+
+    #[test]
+    fn rows_older_than_a_column_read_its_missing_value() {
+        let old = table(1, Vec::new(), Vec::new());
+        let new = table(3, vec![column(3, "c", Some(five()))], Vec::new());
+        let (key, value) = encode(&old, vec![Some(1)]);
+        assert_eq!(read_c(&new, &key, &value), Some(5));
+        // Written at the column's version: a NULL is a NULL.
+        let (key, value) = encode(&new, vec![Some(1), None]);
+        assert_eq!(read_c(&new, &key, &value), None);
+        let (key, value) = encode(&new, vec![Some(1), Some(9)]);
+        assert_eq!(read_c(&new, &key, &value), Some(9));
+    }
+
+    #[test]
+    fn updates_carry_write_only_columns() {
+        let public = table(3, vec![column(3, "c", Some(five()))], Vec::new());
+        let write_only = table(2, Vec::new(), vec![column(3, "c", Some(five()))]);
+        // A row with c = 9 updated by a node that has c write-only keeps it.
+        let (key, old) = encode(&public, vec![Some(1), Some(9)]);
+        let (_, mut value) = encode(&write_only, vec![Some(2)]);
+        write_only.carry_hidden(&mut value, &old).unwrap();
+        assert_eq!(read_c(&public, &key, &value), Some(9));
+        // A row from before c keeps reading its missing value.
+        let (_, old) = encode(&table(1, Vec::new(), Vec::new()), vec![Some(1)]);
+        let later = table(4, Vec::new(), vec![column(3, "c", Some(five()))]);
+        let (_, mut value) = encode(&later, vec![Some(2)]);
+        later.carry_hidden(&mut value, &old).unwrap();
+        assert_eq!(read_c(&public, &key, &value), Some(5));
     }
 }

@@ -174,27 +174,60 @@ pub async fn create_index(
             Err(relation_exists(&index.name))
         };
     }
-    let name_key = namespace_key(desc.parent_id, &index.name);
-    txn.insert(name_key.clone(), desc.id.to_be_bytes().to_vec())?;
-    let kind = JobKind::CreateIndex {
-        table_id: desc.id,
-        index_id: index.id,
-    };
-    let name = index.name.clone();
     desc.next_index_id = desc.next_index_id.checked_add(1).ok_or_else(|| {
         SqlError::new(
             sqlstate::PROGRAM_LIMIT_EXCEEDED,
             format!("table \"{table}\" has used up its index ids"),
         )
     })?;
+    let index_id = index.id;
     desc.indexes.push(index);
+    let text = ci.to_string();
+    build_index(
+        catalog,
+        txn,
+        desc,
+        index_id,
+        &text,
+        ci.if_not_exists,
+        interrupt,
+    )
+    .await
+}
+
+/// Commits index `index_id` of `desc` (added there, delete-only, its id
+/// handed out) in `txn` with its name and its job, then runs the job here
+/// until it ends; `interrupt` (the statement's) cancels it, undoing the
+/// change. A name another node took meanwhile is 42P07 (nothing with
+/// `if_not_exists`).
+pub(super) async fn build_index(
+    catalog: &Arc<Catalog>,
+    txn: holo_kv::Transaction,
+    desc: TableDescriptor,
+    index_id: u16,
+    text: &str,
+    if_not_exists: bool,
+    interrupt: &Arc<Interrupt>,
+) -> SqlResult<()> {
+    let name = desc
+        .indexes
+        .iter()
+        .find(|i| i.id == index_id)
+        .map(|i| i.name.clone())
+        .ok_or_else(|| SqlError::internal(format!("index {index_id} is not in the table")))?;
+    let name_key = namespace_key(desc.parent_id, &name);
+    txn.insert(name_key.clone(), desc.id.to_be_bytes().to_vec())?;
+    let kind = JobKind::CreateIndex {
+        table_id: desc.id,
+        index_id,
+    };
     catalog.write_table(&txn, desc).await?;
-    let (id, claim) = create_job(catalog, &txn, kind, &ci.to_string(), "delete-only").await?;
+    let (id, claim) = create_job(catalog, &txn, kind, text, "delete-only").await?;
     match txn.commit().await {
         Ok(_) => {}
         Err(KvError::Key(KeyError::AlreadyExists { key })) if key == name_key => {
             catalog.reload().await?;
-            return if ci.if_not_exists {
+            return if if_not_exists {
                 Ok(())
             } else {
                 Err(relation_exists(&name))
@@ -210,7 +243,7 @@ pub async fn create_index(
 /// a cancel request, which drops the statement) does not stop it half-way:
 /// with `cancel_on_drop` the job is then canceled and reverts by itself,
 /// otherwise it runs to its end.
-async fn run_job(
+pub(super) async fn run_job(
     catalog: &Arc<Catalog>,
     id: u64,
     claim: u64,
@@ -225,7 +258,11 @@ async fn run_job(
     if let Some(g) = guard {
         g.disarm();
     }
-    result?
+    result??;
+    // The statement returns once every node uses the change's last step.
+    catalog
+        .wait_for_version(catalog.stored_version(), &Interrupt::none())
+        .await
 }
 
 /// Runs a DROP INDEX of `names`. The index of a UNIQUE constraint goes
@@ -264,30 +301,41 @@ pub async fn drop_indexes(
                 "You can drop constraint {name} on table {owner} instead."
             )));
         }
-        let txn = catalog.begin().await?;
-        let Some(mut desc) = catalog.stored_table(&txn, table.desc.id).await? else {
-            continue;
-        };
-        let Some(stored) = desc.indexes.iter_mut().find(|i| i.id == index.id) else {
-            continue;
-        };
-        if stored.state != IndexState::Public {
-            return Err(SqlError::new(
-                sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("index \"{name}\" is being built or dropped by a schema-change job"),
-            )
-            .with_hint("see SHOW JOBS"));
-        }
-        stored.state = IndexState::WriteOnly;
-        let kind = JobKind::DropIndex {
-            table_id: desc.id,
-            index_id: index.id,
-        };
-        catalog.write_table(&txn, desc).await?;
-        let (id, claim) = create_job(catalog, &txn, kind, text, "write-only").await?;
-        txn.commit().await?;
-        catalog.reload().await?;
-        run_job(catalog, id, claim, Interrupt::none(), false).await?;
+        drop_index(catalog, table.desc.id, index.id, text).await?;
     }
     Ok(())
+}
+
+/// Makes index `index_id` of table `table_id` write-only with its job in
+/// one transaction, then runs the job, which removes it.
+pub(super) async fn drop_index(
+    catalog: &Arc<Catalog>,
+    table_id: u32,
+    index_id: u16,
+    text: &str,
+) -> SqlResult<()> {
+    let txn = catalog.begin().await?;
+    let Some(mut desc) = catalog.stored_table(&txn, table_id).await? else {
+        return Ok(());
+    };
+    let Some(stored) = desc.indexes.iter_mut().find(|i| i.id == index_id) else {
+        return Ok(());
+    };
+    if stored.state != IndexState::Public {
+        return Err(SqlError::new(
+            sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "index \"{}\" is being built or dropped by a schema-change job",
+                stored.name
+            ),
+        )
+        .with_hint("see SHOW JOBS"));
+    }
+    stored.state = IndexState::WriteOnly;
+    let kind = JobKind::DropIndex { table_id, index_id };
+    catalog.write_table(&txn, desc).await?;
+    let (id, claim) = create_job(catalog, &txn, kind, text, "write-only").await?;
+    txn.commit().await?;
+    catalog.reload().await?;
+    run_job(catalog, id, claim, Interrupt::none(), false).await
 }

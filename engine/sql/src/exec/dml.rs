@@ -23,9 +23,7 @@ use futures::StreamExt;
 use holo_kv::Transaction;
 use holo_txn_types::MutationOp;
 
-use super::row_writes::{
-    GuardedDelete, Write, delete_writes, insert_writes, resolve_guarded, update_writes,
-};
+use super::row_writes::{Deferred, Write, delete_writes, insert_writes, update_writes};
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -34,8 +32,17 @@ use crate::types::SqlType;
 
 const OLD_KEY_PREFIX: &str = "__holo_old_";
 
-/// The table a DML statement targets.
+/// The table a DML statement targets: the version its plan was made from
+/// (the statement's pinned schema, which its input rows follow), or the
+/// cached one for a plan made elsewhere.
 pub fn target_table(catalog: &Catalog, dml: &DmlStatement) -> SqlResult<Arc<TableEntry>> {
+    if let Ok(provider) = datafusion::datasource::source_as_provider(&dml.target)
+        && let Some(table) = <dyn datafusion::catalog::TableProvider>::downcast_ref::<
+            crate::catalog::provider::HoloTable,
+        >(provider.as_ref())
+    {
+        return Ok(table.entry.clone());
+    }
     let name = dml.table_name.table();
     catalog.table(name).ok_or_else(|| {
         SqlError::new(
@@ -176,7 +183,7 @@ impl RowValidator {
             if col.ty == SqlType::Bytea && self.text_sources.get(i).copied().unwrap_or(false) {
                 array = bytea_from_text(&array)?;
             }
-            if !col.nullable && array.null_count() > 0 {
+            if (!col.nullable || col.validating_not_null) && array.null_count() > 0 {
                 return Err(SqlError::new(
                     sqlstate::NOT_NULL_VIOLATION,
                     format!(
@@ -219,12 +226,7 @@ impl RowValidator {
             let batch = RecordBatch::try_new(self.entry.schema.clone(), out.clone())
                 .map_err(|e| SqlError::internal(format!("building check batch: {e}")))?;
             for (name, expr) in &self.checks {
-                let result = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-                let result = result
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| SqlError::internal("CHECK expression is not boolean"))?;
-                if result.iter().any(|v| v == Some(false)) {
+                if check_fails(expr.as_ref(), &batch)? {
                     return Err(SqlError::new(
                         sqlstate::CHECK_VIOLATION,
                         format!(
@@ -363,6 +365,17 @@ async fn for_each_batch(
     Ok(())
 }
 
+/// Whether CHECK expression `expr` is false for a row of `batch` (NULL
+/// passes, as in PostgreSQL).
+pub(crate) fn check_fails(expr: &dyn PhysicalExpr, batch: &RecordBatch) -> SqlResult<bool> {
+    let result = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+    let result = result
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| SqlError::internal("CHECK expression is not boolean"))?;
+    Ok(result.iter().any(|v| v == Some(false)))
+}
+
 /// Executes an INSERT, UPDATE or DELETE inside `txn`; returns the number of
 /// rows written. Nothing is buffered when the statement fails.
 /// With `check_now`, inserted keys are checked against the snapshot before
@@ -379,7 +392,7 @@ pub async fn execute_dml(
     let entry = target_table(catalog, dml)?;
     let ncols = entry.desc.columns.len();
     let mut writes: Vec<Write> = Vec::new();
-    let mut guarded: Vec<GuardedDelete> = Vec::new();
+    let mut deferred = Deferred::default();
     let mut rows: u64 = 0;
     match &dml.op {
         WriteOp::Insert(InsertOp::Append) => {
@@ -412,7 +425,7 @@ pub async fn execute_dml(
                     &batch.columns()[ncols..],
                     &mut deletes,
                     &mut puts,
-                    &mut guarded,
+                    &mut deferred,
                 )?;
                 rows += batch.num_rows() as u64;
                 Ok(())
@@ -437,7 +450,7 @@ pub async fn execute_dml(
             for_each_batch(planning, &dml.input, |batch| {
                 let old: Vec<ArrayRef> =
                     positions.iter().map(|&i| batch.column(i).clone()).collect();
-                delete_writes(&entry, &old, &mut writes, &mut guarded)?;
+                delete_writes(&entry, &old, &mut writes, &mut deferred)?;
                 rows += batch.num_rows() as u64;
                 Ok(())
             })
@@ -446,24 +459,25 @@ pub async fn execute_dml(
         }
         other => return Err(SqlError::unsupported(format!("{other} is not supported"))),
     }
-    apply_writes(txn, &entry, writes, guarded, check_now).await?;
+    apply_writes(txn, &entry, writes, deferred, check_now).await?;
     Ok(rows)
 }
 
-/// Buffers a statement's writes in `txn`, all or nothing, the `guarded`
-/// deletes first; with `check_now` inserted keys are first checked against
-/// the snapshot.
+/// Buffers a statement's writes in `txn`, all or nothing, with the
+/// `deferred` ones read first; with `check_now` inserted keys are first
+/// checked against the snapshot.
 pub(crate) async fn apply_writes(
     txn: &Transaction,
     entry: &TableEntry,
     mut writes: Vec<Write>,
-    guarded: Vec<GuardedDelete>,
+    deferred: Deferred,
     check_now: bool,
 ) -> SqlResult<()> {
-    if !guarded.is_empty() {
-        let mut resolved = resolve_guarded(txn, guarded).await?;
-        resolved.append(&mut writes);
-        writes = resolved;
+    if !deferred.is_empty() {
+        let (mut first, mut last) = deferred.resolve(txn, entry).await?;
+        first.append(&mut writes);
+        first.append(&mut last);
+        writes = first;
     }
     if check_now {
         // A key the statement itself deletes (a swap) may be inserted again.

@@ -386,17 +386,18 @@ impl FastPlan {
                     .iter()
                     .map(|&c| row.column(c).clone())
                     .collect();
-                let (mut deletes, mut puts, mut guarded) = (Vec::new(), Vec::new(), Vec::new());
+                let (mut deletes, mut puts) = (Vec::new(), Vec::new());
+                let mut deferred = super::row_writes::Deferred::default();
                 update_writes(
                     entry,
                     &new_columns,
                     &old,
                     &mut deletes,
                     &mut puts,
-                    &mut guarded,
+                    &mut deferred,
                 )?;
                 deletes.extend(puts);
-                apply_writes(txn, entry, deletes, guarded, check_now).await?;
+                apply_writes(txn, entry, deletes, deferred, check_now).await?;
                 Ok(FastOutput::Written(1))
             }
             FastPlan::InsertValues {
@@ -414,7 +415,7 @@ impl FastPlan {
                 let rows = columns.first().map_or(0, |c| c.len());
                 let mut writes = Vec::new();
                 insert_writes(entry, &columns, &mut writes)?;
-                apply_writes(txn, entry, writes, Vec::new(), check_now).await?;
+                apply_writes(txn, entry, writes, Default::default(), check_now).await?;
                 Ok(FastOutput::Written(rows as u64))
             }
         }

@@ -22,38 +22,74 @@ pub(crate) type Write = (Vec<u8>, MutationOp);
 /// being built: old rows have no entry yet, so the key may hold another
 /// row's entry. It deletes only this row's entry (`value`) and writes any
 /// other back unchanged, so it still conflicts with a backfill writing the
-/// key ([`resolve_guarded`]).
+/// key ([`Deferred::resolve`]).
 #[derive(Debug)]
-pub(crate) struct GuardedDelete {
+struct GuardedDelete {
     key: Vec<u8>,
     value: Vec<u8>,
 }
 
-/// The writes of `guarded` deletes, read in `txn`.
-pub(crate) async fn resolve_guarded(
-    txn: &holo_kv::Transaction,
+/// The new value of an updated row of a table with write-only columns:
+/// their values are carried over from the row's old value
+/// ([`crate::codec::row::RowCodec::carry_hidden`]).
+#[derive(Debug)]
+struct CarriedRow {
+    old_key: Vec<u8>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    insert: bool,
+}
+
+/// Writes that read the store before they are known: made when a statement
+/// ends, before its other writes are buffered.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
     guarded: Vec<GuardedDelete>,
-) -> SqlResult<Vec<Write>> {
-    let mut out = Vec::with_capacity(guarded.len());
-    for g in guarded {
-        let op = match txn.get(&g.key).await? {
-            Some(v) if pk_suffix_in(&v) != pk_suffix_in(&g.value) => MutationOp::Put(v),
-            _ => MutationOp::Delete,
-        };
-        out.push((g.key, op));
+    carried: Vec<CarriedRow>,
+}
+
+impl Deferred {
+    /// Whether there is nothing to read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.guarded.is_empty() && self.carried.is_empty()
     }
-    Ok(out)
+
+    /// The writes, read in `txn`: the guarded deletes, to buffer before
+    /// the statement's other writes, and the carried rows (puts and
+    /// inserts), to buffer after them.
+    pub(crate) async fn resolve(
+        self,
+        txn: &holo_kv::Transaction,
+        entry: &TableEntry,
+    ) -> SqlResult<(Vec<Write>, Vec<Write>)> {
+        let mut out = Vec::with_capacity(self.guarded.len());
+        for g in self.guarded {
+            let op = match txn.get(&g.key).await? {
+                Some(v) if pk_suffix_in(&v) != pk_suffix_in(&g.value) => MutationOp::Put(v),
+                _ => MutationOp::Delete,
+            };
+            out.push((g.key, op));
+        }
+        let mut rows = Vec::with_capacity(self.carried.len());
+        for mut c in self.carried {
+            if let Some(old) = txn.get(&c.old_key).await? {
+                entry.codec.carry_hidden(&mut c.value, &old)?;
+            }
+            let op = if c.insert {
+                MutationOp::Insert(c.value)
+            } else {
+                MutationOp::Put(c.value)
+            };
+            rows.push((c.key, op));
+        }
+        Ok((out, rows))
+    }
 }
 
 /// The delete of `before` (an entry of `index` for a row going away).
-fn deleting(
-    index: &IndexCodec,
-    before: IndexEntry,
-    out: &mut Vec<Write>,
-    guarded: &mut Vec<GuardedDelete>,
-) {
+fn deleting(index: &IndexCodec, before: IndexEntry, out: &mut Vec<Write>, deferred: &mut Deferred) {
     if before.unique && index.desc().state != IndexState::Public {
-        guarded.push(GuardedDelete {
+        deferred.guarded.push(GuardedDelete {
             key: before.key,
             value: before.value,
         });
@@ -68,6 +104,17 @@ pub(crate) fn insert_writes(
     rows: &[ArrayRef],
     out: &mut Vec<Write>,
 ) -> SqlResult<()> {
+    if let Some(column) = &entry.insert_blocker {
+        // ADD COLUMN ... NOT NULL without a default is in progress: a new
+        // row would have NULL there once the column is visible.
+        return Err(SqlError::new(
+            crate::error::sqlstate::NOT_NULL_VIOLATION,
+            format!(
+                "null value in column \"{column}\" of relation \"{}\" violates not-null constraint",
+                entry.desc.name
+            ),
+        ));
+    }
     for (key, value) in entry.codec.encode_rows(rows)? {
         out.push((key, MutationOp::Insert(value)));
     }
@@ -90,7 +137,7 @@ pub(crate) fn delete_writes(
     entry: &TableEntry,
     old: &[ArrayRef],
     out: &mut Vec<Write>,
-    guarded: &mut Vec<GuardedDelete>,
+    deferred: &mut Deferred,
 ) -> SqlResult<()> {
     let rows = widen(entry, old)?;
     for key in old_keys(entry, &rows)? {
@@ -102,7 +149,7 @@ pub(crate) fn delete_writes(
     let readers = readers(entry, &rows)?;
     for i in 0..row_count(old) {
         for index in &entry.indexes {
-            deleting(index, index.entry(&readers, i), out, guarded);
+            deleting(index, index.entry(&readers, i), out, deferred);
         }
     }
     Ok(())
@@ -118,16 +165,27 @@ pub(crate) fn update_writes(
     old: &[ArrayRef],
     deletes: &mut Vec<Write>,
     puts: &mut Vec<Write>,
-    guarded: &mut Vec<GuardedDelete>,
+    deferred: &mut Deferred,
 ) -> SqlResult<()> {
     let old_rows = widen(entry, old)?;
     let new_rows = entry.codec.encode_rows(new)?;
+    let carry = entry.codec.has_hidden();
     for ((key, value), old) in new_rows.into_iter().zip(old_keys(entry, &old_rows)?) {
-        if key == old {
-            puts.push((key, MutationOp::Put(value)));
-        } else {
-            deletes.push((old, MutationOp::Delete));
+        let insert = key != old;
+        if insert {
+            deletes.push((old.clone(), MutationOp::Delete));
+        }
+        if carry {
+            deferred.carried.push(CarriedRow {
+                old_key: old,
+                key,
+                value,
+                insert,
+            });
+        } else if insert {
             puts.push((key, MutationOp::Insert(value)));
+        } else {
+            puts.push((key, MutationOp::Put(value)));
         }
     }
     if entry.indexes.is_empty() {
@@ -140,7 +198,7 @@ pub(crate) fn update_writes(
         for index in &entry.indexes {
             let before = index.entry(&old_readers, i);
             if !index.writers_add() {
-                deleting(index, before, deletes, guarded);
+                deleting(index, before, deletes, deferred);
                 continue;
             }
             let after = index.entry(&new_readers, i);
@@ -149,7 +207,7 @@ pub(crate) fn update_writes(
                     puts.push((after.key, MutationOp::Put(after.value)));
                 }
             } else {
-                deleting(index, before, deletes, guarded);
+                deleting(index, before, deletes, deferred);
                 puts.push(adding(after));
             }
         }

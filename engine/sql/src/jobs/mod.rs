@@ -12,10 +12,12 @@
 //! (its coordinator died), which goes on from the durable step: the
 //! descriptor's index state and the record's backfill position.
 
+mod alter;
 mod backfill;
 mod claim;
 pub mod runner;
 pub mod statements;
+mod validate;
 
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ use crate::error::{SqlError, SqlResult, sqlstate};
 pub const ADOPT_AFTER: Duration = Duration::from_secs(15);
 
 /// What a job changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobKind {
     /// Builds index `index_id` of table `table_id`.
@@ -46,6 +48,51 @@ pub enum JobKind {
         /// The index being removed.
         index_id: u16,
     },
+    /// Changes table `table_id` by an ALTER TABLE.
+    AlterTable {
+        /// The table.
+        table_id: u32,
+        /// The change.
+        change: TableChange,
+    },
+}
+
+/// The change of an ALTER TABLE job; the step it is at is read off the
+/// stored descriptor (see `docs/schema-changes.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum TableChange {
+    /// Made whole by the statement's own transaction (renames, defaults,
+    /// DROP NOT NULL, DROP CONSTRAINT ... CHECK): the job waits until every
+    /// node uses it.
+    Metadata,
+    /// ADD COLUMN: write-only, then visible.
+    AddColumn {
+        /// The new column.
+        column_id: u32,
+    },
+    /// DROP COLUMN: write-only, then gone.
+    DropColumn {
+        /// The column.
+        column_id: u32,
+    },
+    /// SET NOT NULL: enforced by writers, rows checked, then declared.
+    SetNotNull {
+        /// The column.
+        column_id: u32,
+    },
+    /// ADD CONSTRAINT ... CHECK: enforced by writers, rows checked, then
+    /// validated (reverting removes it).
+    AddCheck {
+        /// The constraint.
+        name: String,
+    },
+    /// VALIDATE CONSTRAINT of a CHECK added `NOT VALID` (reverting leaves
+    /// it not valid).
+    ValidateCheck {
+        /// The constraint.
+        name: String,
+    },
 }
 
 impl JobKind {
@@ -54,6 +101,7 @@ impl JobKind {
         match self {
             JobKind::CreateIndex { .. } => "CREATE INDEX",
             JobKind::DropIndex { .. } => "DROP INDEX",
+            JobKind::AlterTable { .. } => "ALTER TABLE",
         }
     }
 }
@@ -134,14 +182,15 @@ pub struct JobRecord {
     /// Set by `CANCEL JOB`; the coordinator reverts at its next step.
     #[serde(default)]
     pub cancel_requested: bool,
-    /// Backfill: the next primary key to read (absent before the backfill
-    /// starts and after it ends).
+    /// Backfill or validation: the next primary key to read (absent before
+    /// the pass starts and after it ends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_key: Option<Vec<u8>>,
-    /// Backfill: whether every row has its entry.
+    /// Backfill: whether every row has its entry; validation: whether every
+    /// row was checked.
     #[serde(default)]
     pub backfilled: bool,
-    /// Rows backfilled so far.
+    /// Rows backfilled or checked so far.
     #[serde(default)]
     pub rows_done: u64,
     /// Why it failed.

@@ -9,9 +9,10 @@ use std::sync::atomic::AtomicU64;
 
 use holo_kv::Transaction;
 
+use super::alter;
 use super::backfill::backfill;
 use super::claim::Claim;
-use super::{JobError, JobKind, JobRecord, JobStatus};
+use super::{JobError, JobKind, JobRecord, JobStatus, TableChange};
 use crate::catalog::Catalog;
 use crate::catalog::descriptor::{IndexState, TableDescriptor};
 use crate::catalog::keys::namespace_key;
@@ -24,24 +25,51 @@ impl JobKind {
     /// The table the job changes.
     pub fn table_id(&self) -> u32 {
         match *self {
-            JobKind::CreateIndex { table_id, .. } | JobKind::DropIndex { table_id, .. } => table_id,
+            JobKind::CreateIndex { table_id, .. }
+            | JobKind::DropIndex { table_id, .. }
+            | JobKind::AlterTable { table_id, .. } => table_id,
         }
     }
 
-    /// Whether a failure or cancel undoes the job (a drop always finishes).
-    fn revertible(&self) -> bool {
-        matches!(self, JobKind::CreateIndex { .. })
-    }
-
-    fn index_id(&self) -> u16 {
-        match *self {
-            JobKind::CreateIndex { index_id, .. } | JobKind::DropIndex { index_id, .. } => index_id,
+    /// Whether a failure or cancel undoes the job (a drop, and a change
+    /// already made whole, always finish).
+    pub(crate) fn revertible(&self) -> bool {
+        match self {
+            JobKind::CreateIndex { .. } => true,
+            JobKind::DropIndex { .. } => false,
+            JobKind::AlterTable { change, .. } => !matches!(
+                change,
+                TableChange::Metadata | TableChange::DropColumn { .. }
+            ),
         }
     }
 }
 
+/// Marks `job` as done.
+pub(super) fn succeed(job: &mut JobRecord) {
+    job.status = JobStatus::Succeeded;
+    job.step = "done".into();
+    job.finished_ms = Some(now_ms());
+}
+
+/// Marks `job`, reverted, as canceled or failed.
+pub(super) fn reverted(job: &mut JobRecord) {
+    let canceled = job.cancel_requested
+        || job
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == sqlstate::QUERY_CANCELED);
+    job.status = if canceled {
+        JobStatus::Canceled
+    } else {
+        JobStatus::Failed
+    };
+    job.step = "reverted".into();
+    job.finished_ms = Some(now_ms());
+}
+
 /// Table `id`'s stored descriptor, read in a transaction of its own.
-async fn stored_table(claim: &Claim, id: u32) -> SqlResult<Option<TableDescriptor>> {
+pub(super) async fn stored_table(claim: &Claim, id: u32) -> SqlResult<Option<TableDescriptor>> {
     let txn = claim.catalog.begin().await?;
     claim.catalog.stored_table(&txn, id).await
 }
@@ -161,6 +189,8 @@ fn stored_error(job: &JobRecord) -> SqlError {
     };
     let code = match e.code.as_str() {
         sqlstate::UNIQUE_VIOLATION => sqlstate::UNIQUE_VIOLATION,
+        sqlstate::NOT_NULL_VIOLATION => sqlstate::NOT_NULL_VIOLATION,
+        sqlstate::CHECK_VIOLATION => sqlstate::CHECK_VIOLATION,
         sqlstate::UNDEFINED_TABLE => sqlstate::UNDEFINED_TABLE,
         sqlstate::PROGRAM_LIMIT_EXCEEDED => sqlstate::PROGRAM_LIMIT_EXCEEDED,
         _ => sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -188,10 +218,15 @@ async fn revert(claim: &Claim, reason: &SqlError) -> SqlResult<()> {
 
 /// One step forward.
 async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlResult<()> {
-    let index_id = job.kind.index_id();
+    let index_id = match &job.kind {
+        JobKind::CreateIndex { index_id, .. } | JobKind::DropIndex { index_id, .. } => *index_id,
+        JobKind::AlterTable { table_id, change } => {
+            return alter::forward(claim, job, *table_id, change, interrupt).await;
+        }
+    };
     let desc = stored_table(claim, job.kind.table_id()).await?;
     let state = index_state(desc.as_ref(), index_id);
-    let (next, step): (Option<Option<IndexState>>, &str) = match (job.kind, state) {
+    let (next, step): (Option<Option<IndexState>>, &str) = match (job.kind.clone(), state) {
         (JobKind::CreateIndex { .. }, None) => {
             return Err(SqlError::new(
                 sqlstate::UNDEFINED_TABLE,
@@ -235,14 +270,14 @@ async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlRe
             clear_index(claim, table_id, index_id).await?;
             (None, "done")
         }
+        (JobKind::AlterTable { .. }, _) => unreachable_kind(job)?,
     };
     let done = step == "done";
     claim
         .transact(move |txn, desc, job| {
             job.step = step.to_string();
             if done {
-                job.status = JobStatus::Succeeded;
-                job.finished_ms = Some(now_ms());
+                succeed(job);
             }
             match next {
                 Some(state) => set_index(txn, desc, index_id, state),
@@ -253,13 +288,27 @@ async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlRe
         .map(|_| ())
 }
 
-/// One step back (a create that failed or was canceled).
+/// An index step asked of a job of another kind.
+fn unreachable_kind<T>(job: &JobRecord) -> SqlResult<T> {
+    Err(SqlError::internal(format!(
+        "job {} is not an index job",
+        job.id
+    )))
+}
+
+/// One step back (a change that failed or was canceled).
 async fn backward(claim: &Claim, job: &JobRecord) -> SqlResult<()> {
-    let JobKind::CreateIndex { table_id, index_id } = job.kind else {
-        return Err(SqlError::internal(format!(
-            "job {} cannot be reverted",
-            job.id
-        )));
+    let (table_id, index_id) = match &job.kind {
+        JobKind::CreateIndex { table_id, index_id } => (*table_id, *index_id),
+        JobKind::AlterTable { change, .. } if job.kind.revertible() => {
+            return alter::backward(claim, change).await;
+        }
+        _ => {
+            return Err(SqlError::internal(format!(
+                "job {} cannot be reverted",
+                job.id
+            )));
+        }
     };
     let desc = stored_table(claim, table_id).await?;
     let none = Interrupt::none();
@@ -279,18 +328,7 @@ async fn backward(claim: &Claim, job: &JobRecord) -> SqlResult<()> {
         .transact(move |txn, desc, job| match next {
             Some(state) => set_index(txn, desc, index_id, state),
             None => {
-                job.status = if job.cancel_requested
-                    || job
-                        .error
-                        .as_ref()
-                        .is_some_and(|e| e.code == sqlstate::QUERY_CANCELED)
-                {
-                    JobStatus::Canceled
-                } else {
-                    JobStatus::Failed
-                };
-                job.step = "reverted".into();
-                job.finished_ms = Some(now_ms());
+                reverted(job);
                 Ok(false)
             }
         })

@@ -176,10 +176,10 @@ async fn cancel_job(catalog: &Catalog, id: u64) -> SqlResult<()> {
                 format!("job {id} cannot be canceled: it is {}", job.status.name()),
             ));
         }
-        if matches!(job.kind, JobKind::DropIndex { .. }) {
+        if !job.kind.revertible() {
             return Err(SqlError::new(
                 sqlstate::OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("job {id} drops an index, it cannot be canceled"),
+                format!("job {id} cannot be canceled: its change cannot be undone"),
             ));
         }
         job.cancel_requested = true;

@@ -411,6 +411,15 @@ impl Session {
                     rows: None,
                 })
             }
+            Statement::AlterTable(at) => {
+                self.require_autocommit(autocommit, "ALTER TABLE")?;
+                let text = statement_prefix(stmt, 4096);
+                ddl::alter_table(self.engine.catalog(), at, &text, &self.interrupt()).await?;
+                Ok(StatementOutput::Command {
+                    tag: "ALTER TABLE".into(),
+                    rows: None,
+                })
+            }
             Statement::Call(f) if crate::jobs::statements::is_job_call(f) => {
                 self.require_autocommit(autocommit, "job statements")?;
                 match crate::jobs::statements::execute(self.engine.catalog(), f).await? {

@@ -2,6 +2,7 @@
 //! replication, routing from any node, splits, kill -9 failover, catch-up
 //! and quorum loss. Every wait is bounded.
 
+mod columns;
 mod failover;
 mod indexes;
 mod placement;
