@@ -42,6 +42,7 @@ fn table() -> TableDescriptor {
         checks: vec![],
         indexes: vec![],
         next_column_id: 4,
+        foreign_keys: Vec::new(),
         next_index_id: 2,
     }
 }

@@ -3,6 +3,7 @@
 
 mod alter;
 pub mod descriptor;
+pub mod foreign_keys;
 pub mod keys;
 pub mod lease;
 pub mod provider;
@@ -19,7 +20,7 @@ use holo_txn_types::KeyError;
 use parking_lot::RwLock;
 
 use crate::codec::index::IndexCodec;
-use crate::codec::key::{prefix_end, table_prefix};
+use crate::codec::key::prefix_end;
 use crate::codec::row::RowCodec;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use descriptor::{
@@ -28,6 +29,7 @@ use descriptor::{
 use keys::{
     DATABASE_ID, DATABASE_NAME, FIRST_USER_ID, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME,
     catalog_version_key, desc_id_seq_key, descriptor_key, descriptor_prefix, namespace_key,
+    stats_version_key,
 };
 
 /// A table as the SQL layer uses it: descriptor, codec, Arrow schema and
@@ -52,6 +54,11 @@ pub struct TableEntry {
     /// A write-only column being added NOT NULL without a default: inserts
     /// are refused (23502) until the column is visible.
     pub insert_blocker: Option<String>,
+    /// The foreign keys the table takes part in (set by the catalog load
+    /// that links every table, [`TableEntry::with_links`]).
+    pub links: foreign_keys::TableLinks,
+    /// What the last ANALYZE found, if it ran.
+    pub stats: Option<Arc<crate::stats::TableStats>>,
 }
 
 impl TableEntry {
@@ -102,7 +109,23 @@ impl TableEntry {
             defaults,
             indexes,
             old_row_columns,
+            links: foreign_keys::TableLinks::default(),
+            stats: None,
         })
+    }
+
+    /// The entry with its foreign keys: the columns they need of an old
+    /// row (referencing and referenced ones) join
+    /// [`TableEntry::old_row_columns`].
+    pub fn with_links(mut self, links: foreign_keys::TableLinks) -> TableEntry {
+        let outbound = links.outbound.iter().flat_map(|l| l.child_columns.iter());
+        let inbound = links.inbound.iter().flat_map(|l| l.parent_columns.iter());
+        self.old_row_columns
+            .extend(outbound.chain(inbound).copied());
+        self.old_row_columns.sort_unstable();
+        self.old_row_columns.dedup();
+        self.links = links;
+        self
     }
 
     /// The constraint a key of this table belongs to and the rendering of
@@ -154,11 +177,16 @@ pub struct Catalog {
     version: std::sync::atomic::AtomicU64,
     /// The stored catalog version the cache was loaded at.
     stored_version: std::sync::atomic::AtomicU64,
+    /// The statistics version the cache was loaded at.
+    stats_version: std::sync::atomic::AtomicU64,
     kv: Arc<KvClient>,
     txn_options: TxnOptions,
     expr_ctx: SessionContext,
     cache: RwLock<Cache>,
     leases: Arc<lease::SchemaLeases>,
+    /// Rows written per table by this node since its statistics were last
+    /// collected here (for automatic ANALYZE).
+    modified: parking_lot::Mutex<HashMap<u32, u64>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -196,11 +224,13 @@ impl Catalog {
         let catalog = Arc::new(Catalog {
             version: std::sync::atomic::AtomicU64::new(0),
             stored_version: std::sync::atomic::AtomicU64::new(0),
+            stats_version: std::sync::atomic::AtomicU64::new(0),
             kv,
             txn_options,
             expr_ctx: SessionContext::new(),
             cache: RwLock::new(Cache::default()),
             leases: lease::SchemaLeases::new(node_id),
+            modified: parking_lot::Mutex::new(HashMap::new()),
         });
         catalog.bootstrap().await?;
         catalog.reload().await?;
@@ -280,10 +310,15 @@ impl Catalog {
     pub async fn refresh_if_stale(&self) -> SqlResult<bool> {
         let txn = self.begin().await?;
         let stored = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
+        let stats = u64_value(txn.get(&stats_version_key()).await?, "statistics version")?;
         if stored
             == self
                 .stored_version
                 .load(std::sync::atomic::Ordering::Acquire)
+            && stats
+                == self
+                    .stats_version
+                    .load(std::sync::atomic::Ordering::Acquire)
         {
             return Ok(false);
         }
@@ -353,25 +388,35 @@ impl Catalog {
     pub async fn reload(&self) -> SqlResult<()> {
         let txn = self.begin().await?;
         let stored = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
+        let stats_version = u64_value(txn.get(&stats_version_key()).await?, "statistics version")?;
         let prefix = descriptor_prefix();
         let end = prefix_end(&prefix);
         let mut start = prefix.clone();
-        let mut cache = Cache::default();
+        let mut tables = Vec::new();
         loop {
             let (pairs, next) = txn.scan_chunk(&start, &end, 1024).await?;
             for (_, value) in pairs {
                 let desc: Descriptor = serde_json::from_slice(&value)
                     .map_err(|e| SqlError::internal(format!("corrupt descriptor: {e}")))?;
                 if let Descriptor::Table(t) = desc {
-                    let entry = Arc::new(TableEntry::new(t, &self.expr_ctx)?);
-                    cache.by_id.insert(entry.desc.id, entry.clone());
-                    cache.by_name.insert(entry.desc.name.clone(), entry);
+                    tables.push(t);
                 }
             }
             match next {
                 Some(n) => start = n,
                 None => break,
             }
+        }
+        let mut stats = self.load_stats(&txn).await?;
+        let mut links = foreign_keys::link_tables(&tables);
+        let mut cache = Cache::default();
+        for t in tables {
+            let table_links = links.remove(&t.id).unwrap_or_default();
+            let mut entry = TableEntry::new(t, &self.expr_ctx)?.with_links(table_links);
+            entry.stats = stats.remove(&entry.desc.id);
+            let entry = Arc::new(entry);
+            cache.by_id.insert(entry.desc.id, entry.clone());
+            cache.by_name.insert(entry.desc.name.clone(), entry);
         }
         // Concurrent reloads (the refresh loop, a schema change's steps)
         // may finish out of order: never go back to an older catalog. The
@@ -389,6 +434,8 @@ impl Catalog {
         self.bump_local_version();
         self.stored_version
             .store(stored, std::sync::atomic::Ordering::Release);
+        self.stats_version
+            .store(stats_version, std::sync::atomic::Ordering::Release);
         drop(guard);
         Ok(())
     }
@@ -402,6 +449,37 @@ impl Catalog {
     fn bump_local_version(&self) {
         self.version
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Notes `rows` rows written to table `id` by this node.
+    pub fn note_writes(&self, id: u32, rows: u64) {
+        if rows > 0 {
+            *self.modified.lock().entry(id).or_default() += rows;
+        }
+    }
+
+    /// Starts table `id`'s count of written rows again (its statistics
+    /// were just collected).
+    pub fn forget_writes(&self, id: u32) {
+        self.modified.lock().remove(&id);
+    }
+
+    /// Tables whose rows written here since their last ANALYZE here
+    /// exceed `due(table)`; their counts start again from zero.
+    pub fn take_modified(&self, due: impl Fn(&TableEntry) -> u64) -> Vec<Arc<TableEntry>> {
+        let mut modified = self.modified.lock();
+        let mut out = Vec::new();
+        modified.retain(|id, rows| {
+            let Some(entry) = self.table_by_id(*id) else {
+                return false;
+            };
+            if *rows < due(&entry) {
+                return true;
+            }
+            out.push(entry);
+            false
+        });
+        out
     }
 
     /// The table called `name` in `public`.
@@ -447,118 +525,9 @@ impl Catalog {
         &self.expr_ctx
     }
 
-    /// Creates a table from `desc` (its id and version are assigned here).
-    /// Returns `Ok(false)` when the name exists and `if_not_exists` is set.
-    pub async fn create_table(
-        &self,
-        mut desc: TableDescriptor,
-        if_not_exists: bool,
-    ) -> SqlResult<bool> {
-        let exists = || {
-            SqlError::new(
-                sqlstate::DUPLICATE_TABLE,
-                format!("relation \"{}\" already exists", desc.name),
-            )
-        };
-        if self.table(&desc.name).is_some() {
-            return if if_not_exists {
-                Ok(false)
-            } else {
-                Err(exists())
-            };
-        }
-        let txn = self.begin().await?;
-        let next = u64_value(txn.get(&desc_id_seq_key()).await?, "descriptor id sequence")?;
-        let id = u32::try_from(next).map_err(|_| {
-            SqlError::new(sqlstate::PROGRAM_LIMIT_EXCEEDED, "descriptor ids exhausted")
-        })?;
-        desc.id = id;
-        desc.version = 1;
-        // Validate the whole entry (codec, defaults) before writing anything.
-        let entry = Arc::new(TableEntry::new(desc.clone(), &self.expr_ctx)?);
-        txn.put(desc_id_seq_key(), (next + 1).to_be_bytes().to_vec())?;
-        txn.insert(
-            namespace_key(desc.parent_id, &desc.name),
-            id.to_be_bytes().to_vec(),
-        )?;
-        // Index names share the schema's relation namespace with tables.
-        for index in &desc.indexes {
-            txn.insert(
-                namespace_key(desc.parent_id, &index.name),
-                id.to_be_bytes().to_vec(),
-            )?;
-        }
-        txn.insert(descriptor_key(id), json(&Descriptor::Table(desc.clone()))?)?;
-        self.bump_version(&txn).await?;
-        match txn.commit().await {
-            Ok(_) => {}
-            Err(KvError::Key(KeyError::AlreadyExists { key }))
-                if let Some(index) = desc
-                    .indexes
-                    .iter()
-                    .find(|i| key == namespace_key(desc.parent_id, &i.name)) =>
-            {
-                self.reload().await?;
-                return Err(relation_exists(&index.name));
-            }
-            Err(KvError::Key(KeyError::AlreadyExists { .. })) => {
-                self.reload().await?;
-                return if if_not_exists {
-                    Ok(false)
-                } else {
-                    Err(exists())
-                };
-            }
-            Err(e) => return Err(e.into()),
-        }
-        {
-            let mut cache = self.cache.write();
-            cache.by_id.insert(id, entry.clone());
-            cache.by_name.insert(desc.name.clone(), entry);
-        }
-        self.bump_local_version();
-        Ok(true)
-    }
-
     async fn bump_version(&self, txn: &Transaction) -> SqlResult<()> {
         let v = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
         txn.put(catalog_version_key(), (v + 1).to_be_bytes().to_vec())?;
         Ok(())
-    }
-
-    /// Drops table `name` and removes its data. Returns `Ok(false)` when it
-    /// does not exist and `if_exists` is set.
-    pub async fn drop_table(&self, name: &str, if_exists: bool) -> SqlResult<bool> {
-        let Some(entry) = self.table(name) else {
-            return if if_exists {
-                Ok(false)
-            } else {
-                Err(SqlError::new(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("table \"{name}\" does not exist"),
-                ))
-            };
-        };
-        let desc = &entry.desc;
-        let txn = self.begin().await?;
-        txn.delete(namespace_key(desc.parent_id, &desc.name))?;
-        for index in &desc.indexes {
-            txn.delete(namespace_key(desc.parent_id, &index.name))?;
-        }
-        txn.delete(descriptor_key(desc.id))?;
-        self.bump_version(&txn).await?;
-        txn.commit().await?;
-        {
-            let mut cache = self.cache.write();
-            cache.by_id.remove(&desc.id);
-            cache.by_name.remove(&desc.name);
-        }
-        self.bump_local_version();
-        // The table id is never reused, so its data can go physically.
-        let prefix = table_prefix(desc.id);
-        if let Err(e) = self.kv.clear_range(&prefix, &prefix_end(&prefix)).await {
-            tracing::warn!(table = %desc.name, error = %e, "clearing dropped table data failed");
-        }
-        Ok(true)
     }
 }

@@ -5,6 +5,7 @@
 mod alter_checks;
 mod alter_table;
 mod create_index;
+mod foreign_keys;
 mod indexes;
 
 use std::collections::HashSet;
@@ -269,6 +270,7 @@ pub fn table_descriptor(
     ctx: &SessionContext,
     ct: &CreateTable,
     taken: &dyn Fn(&str) -> bool,
+    tables: &dyn Fn(&str) -> Option<TableDescriptor>,
 ) -> SqlResult<TableDescriptor> {
     if ct.or_replace {
         return Err(unsupported_clause("OR REPLACE"));
@@ -306,11 +308,13 @@ pub fn table_descriptor(
         checks: Vec::new(),
         indexes: Vec::new(),
         next_column_id: 1,
+        foreign_keys: Vec::new(),
         next_index_id: 2,
     };
     let mut uniques: Vec<UniqueSpec> = Vec::new();
     let mut pk_names: Option<Vec<String>> = None;
     let mut check_sql: Vec<(Option<String>, String, Option<String>)> = Vec::new();
+    let mut foreign: Vec<(&ast::ForeignKeyConstraint, Option<String>, Option<String>)> = Vec::new();
     let mut seen = HashSet::new();
     let set_pk = |pk: &mut Option<Vec<String>>, cols: Vec<String>| {
         if pk.is_some() {
@@ -343,11 +347,11 @@ pub fn table_descriptor(
                 ColumnOption::Unique(c) => {
                     uniques.push(UniqueSpec::column(&col_name, opt.name.as_ref(), c)?)
                 }
-                ColumnOption::ForeignKey(_) => {
-                    return Err(SqlError::unsupported(
-                        "FOREIGN KEY constraints are not supported",
-                    ));
-                }
+                ColumnOption::ForeignKey(fk) => foreign.push((
+                    fk,
+                    opt.name.as_ref().or(fk.name.as_ref()).map(ident_name),
+                    Some(col_name.clone()),
+                )),
                 other => {
                     return Err(SqlError::unsupported(format!(
                         "column option {other} is not supported"
@@ -372,10 +376,8 @@ pub fn table_descriptor(
                 None,
             )),
             TableConstraint::Unique(c) => uniques.push(UniqueSpec::table(c)?),
-            TableConstraint::ForeignKey(_) => {
-                return Err(SqlError::unsupported(
-                    "FOREIGN KEY constraints are not supported",
-                ));
+            TableConstraint::ForeignKey(fk) => {
+                foreign.push((fk, fk.name.as_ref().map(ident_name), None))
             }
             other => {
                 return Err(SqlError::unsupported(format!(
@@ -421,6 +423,18 @@ pub fn table_descriptor(
         });
     }
     add_unique_indexes(&mut desc, uniques, &mut used_names, taken)?;
+    used_names.insert(desc.primary_key.name.clone());
+    for (fk, given, column) in foreign {
+        let fk = foreign_keys::foreign_key_descriptor(
+            &desc,
+            fk,
+            given,
+            column.as_deref(),
+            tables,
+            &mut used_names,
+        )?;
+        desc.foreign_keys.push(fk);
+    }
     Ok(desc)
 }
 
@@ -432,9 +446,12 @@ pub async fn create_table(catalog: &Catalog, ct: &CreateTable) -> SqlResult<bool
     if ct.if_not_exists && catalog.table(&resolve_table_name(&ct.name)?).is_some() {
         return Ok(false);
     }
-    let desc = table_descriptor(catalog.expr_context(), ct, &|name| {
-        catalog.relation_exists(name)
-    })?;
+    let desc = table_descriptor(
+        catalog.expr_context(),
+        ct,
+        &|name| catalog.relation_exists(name),
+        &|name| catalog.table(name).map(|t| t.desc.clone()),
+    )?;
     catalog.create_table(desc, ct.if_not_exists).await
 }
 
@@ -443,6 +460,7 @@ pub async fn drop_tables(
     catalog: &Catalog,
     names: &[ObjectName],
     if_exists: bool,
+    cascade: bool,
 ) -> SqlResult<()> {
     let resolved = names
         .iter()
@@ -454,8 +472,35 @@ pub async fn drop_tables(
             format!("table \"{missing}\" does not exist"),
         ));
     }
-    for name in resolved {
-        catalog.drop_table(&name, true).await?;
+    // A table that other listed tables reference goes after them; tables
+    // that only reference each other go together (as in PostgreSQL).
+    let mut pending = resolved;
+    while !pending.is_empty() {
+        let referencing = |name: &String| -> Vec<String> {
+            catalog.table(name).map_or_else(Vec::new, |t| {
+                t.links
+                    .inbound
+                    .iter()
+                    .filter(|l| l.child_id != t.desc.id)
+                    .map(|l| l.child_name.clone())
+                    .collect()
+            })
+        };
+        let free = pending
+            .iter()
+            .position(|n| !referencing(n).iter().any(|c| pending.contains(c)));
+        let (i, cascade) = match free {
+            Some(i) => (i, cascade),
+            None => match pending
+                .iter()
+                .position(|n| referencing(n).iter().all(|c| pending.contains(c)))
+            {
+                Some(i) => (i, true),
+                None => (0, cascade),
+            },
+        };
+        let name = pending.remove(i);
+        catalog.drop_table(&name, true, cascade).await?;
     }
     Ok(())
 }

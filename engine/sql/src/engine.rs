@@ -68,6 +68,7 @@ impl SqlEngine {
     pub async fn new(kv: Arc<KvClient>, options: SqlOptions) -> SqlResult<Arc<SqlEngine>> {
         let catalog = Catalog::open(kv.clone(), options.txn.clone(), options.node_id).await?;
         crate::jobs::statements::spawn_adopter(&catalog);
+        crate::stats::auto::spawn(&catalog);
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE_NAME, PUBLIC_SCHEMA_NAME)
             .with_create_default_catalog_and_schema(false)

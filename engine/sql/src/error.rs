@@ -37,6 +37,10 @@ pub mod sqlstate {
     pub const UNIQUE_VIOLATION: &str = "23505";
     /// CHECK constraint violation.
     pub const CHECK_VIOLATION: &str = "23514";
+    /// FOREIGN KEY constraint violation.
+    pub const FOREIGN_KEY_VIOLATION: &str = "23503";
+    /// A foreign key that cannot be declared (no matching unique key, ...).
+    pub const INVALID_FOREIGN_KEY: &str = "42830";
     /// Statement not allowed inside a transaction block.
     pub const ACTIVE_SQL_TRANSACTION: &str = "25001";
     /// No transaction in progress.

@@ -3,8 +3,10 @@
 //! with the fast paths in [`fast`]) and the row and index writes both
 //! produce (`row_writes`).
 
+pub mod access;
 pub mod dml;
 pub mod fast;
+pub(crate) mod foreign_keys;
 pub mod pushdown;
 pub(crate) mod row_writes;
 pub mod scan;

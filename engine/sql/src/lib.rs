@@ -21,6 +21,7 @@ pub mod parse;
 pub mod planner;
 pub mod ranges;
 pub mod session;
+pub mod stats;
 pub mod types;
 
 pub use engine::{SqlEngine, SqlOptions};

@@ -98,7 +98,10 @@ fn sql_err(stage: &str, sql: &str, e: &tokio_postgres::Error) -> HarnessError {
 /// `SQLSTATE: message` of a database error.
 pub fn describe_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{}: {} DETAIL: {detail}", db.code().code(), db.message()),
+            None => format!("{}: {}", db.code().code(), db.message()),
+        },
         None => e.to_string(),
     }
 }

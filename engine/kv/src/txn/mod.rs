@@ -241,7 +241,8 @@ impl Transaction {
                 }
                 return Ok(());
             }
-            (Some(MutationOp::Put(_) | MutationOp::Delete), MutationOp::Lock) => return Ok(()),
+            // A key this transaction writes is already locked by the write.
+            (Some(_), MutationOp::Lock) => return Ok(()),
             (_, op) => op,
         };
         let added = key.len() + op_len(&op);
@@ -268,6 +269,14 @@ impl Transaction {
     /// fails at once.
     pub fn insert(&self, key: Vec<u8>, value: Vec<u8>) -> Result<()> {
         self.buffer_op(key, MutationOp::Insert(value))
+    }
+
+    /// Buffers a lock of `key`: the commit writes nothing there but
+    /// conflicts like a write with any transaction that writes the key
+    /// concurrently (what a foreign key's check holds on the referenced
+    /// row). A key the transaction writes anyway keeps its write.
+    pub fn lock(&self, key: Vec<u8>) -> Result<()> {
+        self.buffer_op(key, MutationOp::Lock)
     }
 
     /// Buffers a deletion of `key`.

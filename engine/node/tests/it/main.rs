@@ -10,6 +10,7 @@ mod durability;
 mod errors;
 mod fastpath;
 mod hostile;
+mod planner;
 mod protocol;
 mod schema_change;
 mod transactions;

@@ -1,13 +1,23 @@
 //! Changes of a stored table descriptor, the building block of online
 //! schema changes: read, change and write it back in a transaction that
-//! also bumps the table's and the catalog's versions.
+//! also bumps the table's and the catalog's versions; DROP TABLE.
 
 use holo_kv::Transaction;
 
 use super::descriptor::{Descriptor, TableDescriptor};
-use super::keys::descriptor_key;
-use super::{Catalog, TableEntry, json};
-use crate::error::{SqlError, SqlResult};
+use std::sync::Arc;
+
+use holo_kv::KvError;
+use holo_txn_types::KeyError;
+
+use super::keys::{
+    desc_id_seq_key, descriptor_key, namespace_key, stats_version_key, table_stats_key,
+    table_stats_prefix,
+};
+use super::{Catalog, TableEntry, json, relation_exists, u64_value};
+use crate::codec::key::{prefix_end, table_prefix};
+use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::stats::TableStats;
 
 impl Catalog {
     /// The stored descriptor of table `id` as `txn` sees it; `None` when the
@@ -52,5 +62,242 @@ impl Catalog {
     /// The KV client the catalog reads and writes through.
     pub(crate) fn kv(&self) -> &std::sync::Arc<holo_kv::KvClient> {
         &self.kv
+    }
+}
+
+impl Catalog {
+    /// Locks, in `txn`, the descriptor of every table `desc`'s foreign keys
+    /// reference (42P01 for one dropped meanwhile): a concurrent DROP TABLE
+    /// of a referenced table then conflicts with the new constraint.
+    pub(crate) async fn lock_parents(
+        &self,
+        txn: &Transaction,
+        desc: &TableDescriptor,
+    ) -> SqlResult<()> {
+        for fk in desc
+            .foreign_keys
+            .iter()
+            .filter(|fk| fk.parent_id != desc.id)
+        {
+            let key = descriptor_key(fk.parent_id);
+            if txn.get(&key).await?.is_none() {
+                return Err(SqlError::new(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("the table referenced by \"{}\" was dropped", fk.name),
+                ));
+            }
+            txn.lock(key)?;
+        }
+        Ok(())
+    }
+
+    /// Drops table `name` and removes its data. Returns `Ok(false)` when it
+    /// does not exist and `if_exists` is set. Foreign keys of other tables
+    /// that reference it keep it (2BP01), unless `cascade` drops them too.
+    pub async fn drop_table(&self, name: &str, if_exists: bool, cascade: bool) -> SqlResult<bool> {
+        let Some(entry) = self.table(name) else {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(SqlError::new(
+                    sqlstate::UNDEFINED_TABLE,
+                    format!("table \"{name}\" does not exist"),
+                ))
+            };
+        };
+        let desc = &entry.desc;
+        let txn = self.begin().await?;
+        let linked = !entry.links.is_empty();
+        let children: Vec<u32> = entry
+            .links
+            .inbound
+            .iter()
+            .map(|l| l.child_id)
+            .filter(|&id| id != desc.id)
+            .collect();
+        if !children.is_empty() {
+            let deps = super::foreign_keys::dependents(&entry.links, |l| l.child_id != desc.id);
+            if !cascade {
+                return Err(super::foreign_keys::still_referenced(
+                    &format!("table {name}"),
+                    &format!("table {name}"),
+                    &deps,
+                ));
+            }
+            let mut done = std::collections::HashSet::new();
+            for child in children {
+                if !done.insert(child) {
+                    continue;
+                }
+                if let Some(mut c) = self.stored_table(&txn, child).await? {
+                    c.foreign_keys.retain(|fk| fk.parent_id != desc.id);
+                    self.write_table(&txn, c).await?;
+                }
+            }
+        }
+        txn.delete(namespace_key(desc.parent_id, &desc.name))?;
+        for index in &desc.indexes {
+            txn.delete(namespace_key(desc.parent_id, &index.name))?;
+        }
+        txn.delete(descriptor_key(desc.id))?;
+        self.bump_version(&txn).await?;
+        txn.commit().await?;
+        if linked {
+            self.reload().await?;
+        } else {
+            {
+                let mut cache = self.cache.write();
+                cache.by_id.remove(&desc.id);
+                cache.by_name.remove(&desc.name);
+            }
+            self.bump_local_version();
+        }
+        // The table id is never reused, so its data can go physically.
+        let prefix = table_prefix(desc.id);
+        if let Err(e) = self.kv.clear_range(&prefix, &prefix_end(&prefix)).await {
+            tracing::warn!(table = %desc.name, error = %e, "clearing dropped table data failed");
+        }
+        Ok(true)
+    }
+}
+
+impl Catalog {
+    /// Every table's statistics, as `txn` sees them (a record that does
+    /// not parse is skipped: statistics only guide plans).
+    pub(crate) async fn load_stats(
+        &self,
+        txn: &Transaction,
+    ) -> SqlResult<std::collections::HashMap<u32, std::sync::Arc<TableStats>>> {
+        let mut out = std::collections::HashMap::new();
+        for (key, value) in super::scan_prefix(txn, table_stats_prefix()).await? {
+            match serde_json::from_slice::<TableStats>(&value) {
+                Ok(stats) => {
+                    out.insert(stats.table_id, std::sync::Arc::new(stats));
+                }
+                Err(e) => {
+                    tracing::warn!(key = ?key, error = %e, "unreadable table statistics skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores `stats` and makes every node load them: the statistics
+    /// version moves (not the catalog's, so no schema change waits or
+    /// conflicts), nodes reload, and prepared plans are made again.
+    pub(crate) async fn put_stats(&self, stats: &TableStats) -> SqlResult<()> {
+        let mut attempt = 0;
+        loop {
+            let txn = self.begin().await?;
+            let key = stats_version_key();
+            let v = match txn.get(&key).await? {
+                Some(b) => b
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| SqlError::internal("corrupt statistics version"))?,
+                None => 0,
+            };
+            txn.put(key, (v + 1).to_be_bytes().to_vec())?;
+            txn.put(table_stats_key(stats.table_id), json(stats)?)?;
+            match txn.commit().await {
+                Ok(_) => break,
+                // Another ANALYZE moved the version meanwhile.
+                Err(e)
+                    if attempt < 10
+                        && SqlError::from(e.clone()).code == sqlstate::SERIALIZATION_FAILURE =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.reload().await
+    }
+}
+
+impl Catalog {
+    /// Creates a table from `desc` (its id and version are assigned here).
+    /// Returns `Ok(false)` when the name exists and `if_not_exists` is set.
+    pub async fn create_table(
+        &self,
+        mut desc: TableDescriptor,
+        if_not_exists: bool,
+    ) -> SqlResult<bool> {
+        let exists = || {
+            SqlError::new(
+                sqlstate::DUPLICATE_TABLE,
+                format!("relation \"{}\" already exists", desc.name),
+            )
+        };
+        if self.table(&desc.name).is_some() {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(exists())
+            };
+        }
+        let txn = self.begin().await?;
+        let next = u64_value(txn.get(&desc_id_seq_key()).await?, "descriptor id sequence")?;
+        let id = u32::try_from(next).map_err(|_| {
+            SqlError::new(sqlstate::PROGRAM_LIMIT_EXCEEDED, "descriptor ids exhausted")
+        })?;
+        desc.id = id;
+        desc.version = 1;
+        // A self-reference was declared before the table had an id (0).
+        for fk in desc.foreign_keys.iter_mut().filter(|fk| fk.parent_id == 0) {
+            fk.parent_id = id;
+        }
+        // Validate the whole entry (codec, defaults) before writing anything.
+        let entry = Arc::new(TableEntry::new(desc.clone(), &self.expr_ctx)?);
+        txn.put(desc_id_seq_key(), (next + 1).to_be_bytes().to_vec())?;
+        txn.insert(
+            namespace_key(desc.parent_id, &desc.name),
+            id.to_be_bytes().to_vec(),
+        )?;
+        // Index names share the schema's relation namespace with tables.
+        for index in &desc.indexes {
+            txn.insert(
+                namespace_key(desc.parent_id, &index.name),
+                id.to_be_bytes().to_vec(),
+            )?;
+        }
+        txn.insert(descriptor_key(id), json(&Descriptor::Table(desc.clone()))?)?;
+        self.lock_parents(&txn, &desc).await?;
+        self.bump_version(&txn).await?;
+        match txn.commit().await {
+            Ok(_) => {}
+            Err(KvError::Key(KeyError::AlreadyExists { key }))
+                if let Some(index) = desc
+                    .indexes
+                    .iter()
+                    .find(|i| key == namespace_key(desc.parent_id, &i.name)) =>
+            {
+                self.reload().await?;
+                return Err(relation_exists(&index.name));
+            }
+            Err(KvError::Key(KeyError::AlreadyExists { .. })) => {
+                self.reload().await?;
+                return if if_not_exists {
+                    Ok(false)
+                } else {
+                    Err(exists())
+                };
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if !desc.foreign_keys.is_empty() {
+            // The referenced tables' entries learn of the new constraints.
+            self.reload().await?;
+            return Ok(true);
+        }
+        {
+            let mut cache = self.cache.write();
+            cache.by_id.insert(id, entry.clone());
+            cache.by_name.insert(desc.name.clone(), entry);
+        }
+        self.bump_local_version();
+        Ok(true)
     }
 }

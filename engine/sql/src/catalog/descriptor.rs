@@ -126,6 +126,63 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+/// What a foreign key does when a referenced row is deleted or its key
+/// changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FkAction {
+    /// Fail at the end of the statement if a referencing row remains.
+    #[default]
+    NoAction,
+    /// Fail at once if a referencing row exists.
+    Restrict,
+    /// Delete the referencing rows, or change their key with the parent's.
+    Cascade,
+    /// Set the referencing columns to NULL.
+    SetNull,
+    /// Set the referencing columns to their defaults.
+    SetDefault,
+}
+
+impl FkAction {
+    /// The action as SQL names it.
+    pub fn sql(self) -> &'static str {
+        match self {
+            FkAction::NoAction => "NO ACTION",
+            FkAction::Restrict => "RESTRICT",
+            FkAction::Cascade => "CASCADE",
+            FkAction::SetNull => "SET NULL",
+            FkAction::SetDefault => "SET DEFAULT",
+        }
+    }
+}
+
+/// A FOREIGN KEY constraint, stored in the referencing table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKeyDescriptor {
+    /// Constraint name (unique among the table's constraints).
+    pub name: String,
+    /// Referencing columns of this table.
+    pub column_ids: Vec<u32>,
+    /// The referenced table (may be this one).
+    pub parent_id: u32,
+    /// Referenced columns, in the order of `column_ids`.
+    pub parent_column_ids: Vec<u32>,
+    /// The referenced table's key over those columns: its primary index
+    /// (1) or a unique index.
+    pub parent_index_id: u16,
+    /// ON DELETE.
+    #[serde(default)]
+    pub on_delete: FkAction,
+    /// ON UPDATE.
+    #[serde(default)]
+    pub on_update: FkAction,
+    /// Whether every existing row is known to satisfy it (writers enforce
+    /// it either way).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub validated: bool,
+}
+
 /// Who maintains and who reads a secondary index: the steps of an online
 /// schema change (F1). Writers keep entries of every index that is not
 /// `DeleteOnly` complete; readers use `Public` indexes only.
@@ -206,6 +263,9 @@ pub struct TableDescriptor {
     /// Secondary indexes.
     #[serde(default)]
     pub indexes: Vec<IndexDescriptor>,
+    /// FOREIGN KEY constraints of this table (it is the referencing side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeyDescriptor>,
     /// Next column id to hand out.
     pub next_column_id: u32,
     /// Next secondary index id to hand out.

@@ -3,6 +3,8 @@
 //! ```text
 //! 0x02 "desc_id"                       -> next descriptor id (u64 BE)
 //! 0x02 "catalog_version"               -> catalog version (u64 BE)
+//! 0x02 "table_stats/" <id: u32 BE>     -> statistics of table `id` (JSON)
+//! 0x02 "stats_version"                 -> bumped by every ANALYZE (u64 BE)
 //! 0x03 0x01 <id: u32 BE>               -> descriptor (JSON)
 //! 0x03 0x02 <parent: u32 BE> <name>    -> descriptor id (u32 BE)
 //! ```
@@ -58,5 +60,27 @@ pub fn namespace_key(parent_id: u32, name: &str) -> Vec<u8> {
     let mut k = vec![CATALOG_PREFIX, NAMESPACE_TAG];
     k.extend_from_slice(&parent_id.to_be_bytes());
     k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Prefix of every table-statistics key.
+pub fn table_stats_prefix() -> Vec<u8> {
+    let mut k = vec![SYSTEM_PREFIX];
+    k.extend_from_slice(b"table_stats/");
+    k
+}
+
+/// Key of table `id`'s statistics.
+pub fn table_stats_key(id: u32) -> Vec<u8> {
+    let mut k = table_stats_prefix();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The statistics version key: moved by every ANALYZE, so nodes reload
+/// statistics without a catalog (schema) version change.
+pub fn stats_version_key() -> Vec<u8> {
+    let mut k = vec![SYSTEM_PREFIX];
+    k.extend_from_slice(b"stats_version");
     k
 }

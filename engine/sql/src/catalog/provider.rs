@@ -17,8 +17,9 @@ use parking_lot::{Mutex, RwLock};
 use super::keys::PUBLIC_SCHEMA_NAME;
 use super::{Catalog, TableEntry};
 use crate::error::SqlError;
+use crate::exec::access::choose;
 use crate::exec::pushdown::{plan_index_spans, plan_spans};
-use crate::exec::scan::{HoloScanExec, IndexLookup};
+use crate::exec::scan::HoloScanExec;
 
 /// The transaction statements of one session run in; installed as a
 /// `SessionConfig` extension and read by scans at planning time.
@@ -184,50 +185,22 @@ impl TableProvider for HoloTable {
                 SqlError::internal("scan planned outside a transaction").into_datafusion()
             })?;
         let refs: Vec<&Expr> = filters.iter().collect();
-        let spans = plan_spans(&self.entry, &refs);
         let projection = projection
             .cloned()
             .unwrap_or_else(|| (0..self.entry.schema.fields().len()).collect());
-        let lookup = if spans.consumed.iter().any(|&c| c) {
-            None
-        } else {
-            best_index(&self.entry, &refs, txn.start_ts())
-        };
+        let access = choose(&self.entry, &refs, &projection, txn.start_ts());
         let scan = HoloScanExec::new(
             self.entry.clone(),
-            spans,
+            access.spans,
             projection,
             limit,
             txn,
             state.config().batch_size(),
-        )?;
-        Ok(Arc::new(match lookup {
+        )?
+        .with_estimate(access.est_rows);
+        Ok(Arc::new(match access.lookup {
             Some(l) => scan.with_index_lookup(l),
             None => scan,
         }))
     }
-}
-
-/// The secondary index whose key the most predicates constrain (a unique
-/// one on a tie), when any does and its entries are complete at the
-/// transaction's `snapshot`. Without statistics any index predicate is
-/// taken to be more selective than reading the whole table.
-fn best_index(
-    entry: &TableEntry,
-    filters: &[&Expr],
-    snapshot: holo_txn_types::Timestamp,
-) -> Option<IndexLookup> {
-    entry
-        .indexes
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.scannable() && i.readable_at(snapshot))
-        .map(|(pos, i)| {
-            let plan = plan_index_spans(entry, i, filters);
-            let used = plan.consumed.iter().filter(|&&c| c).count();
-            (used, i.desc().unique, std::cmp::Reverse(pos), plan)
-        })
-        .filter(|(used, ..)| *used > 0)
-        .max_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)))
-        .map(|(_, _, std::cmp::Reverse(index), plan)| IndexLookup { index, plan })
 }

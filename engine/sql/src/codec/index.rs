@@ -140,6 +140,17 @@ impl IndexCodec {
         self.keys.iter().copied()
     }
 
+    /// Primary-key columns (table positions) that are not key columns, in
+    /// primary-key order: the pk suffix of every entry.
+    pub fn suffix_columns(&self) -> &[usize] {
+        &self.suffix
+    }
+
+    /// The table's columns.
+    pub fn columns(&self) -> &[CodecColumn] {
+        &self.columns
+    }
+
     /// The key columns (table positions) of a point lookup through this
     /// index: `Some` for a public unique index whose entries carry the
     /// whole primary key in their value (no key column is part of it).
@@ -341,6 +352,7 @@ mod tests {
             checks: Vec::new(),
             indexes: vec![index.clone()],
             next_column_id: 4,
+            foreign_keys: Vec::new(),
             next_index_id: 3,
         };
         let rows = RowCodec::new(&table).unwrap();

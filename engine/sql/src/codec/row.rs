@@ -355,6 +355,56 @@ pub(crate) fn put_field(out: &mut Vec<u8>, col: &CodecColumn, r: &ColumnReader<'
     r.write_value(i, out);
 }
 
+/// Decodes one key element (tag, then payload) of type `ty` from `k` into
+/// `builders[slot]` and marks the slot `filled`; without a slot, skips it.
+pub(crate) fn key_element(
+    k: &mut &[u8],
+    ty: SqlType,
+    slot: Option<usize>,
+    builders: &mut [ColumnBuilder],
+    filled: &mut [bool],
+) -> SqlResult<()> {
+    let (&tag, rest) = k.split_first().ok_or_else(|| corrupt("truncated key"))?;
+    *k = rest;
+    match (tag, slot) {
+        (TAG_NULL, Some(slot)) => {
+            builders[slot].append_null();
+            filled[slot] = true;
+        }
+        (TAG_NULL, None) => {}
+        (TAG_VALUE, Some(slot)) => {
+            builders[slot].append_key(k)?;
+            filled[slot] = true;
+        }
+        (TAG_VALUE, None) => skip_key(k, ty)?,
+        _ => return Err(corrupt("bad key tag")),
+    }
+    Ok(())
+}
+
+/// Decodes row-format fields (`header`, payload)* from `v`: a field whose
+/// column `slot(id, wire type)` places, into `builders[slot]` (the first
+/// one only, marking it `filled`); any other is skipped.
+pub(crate) fn value_fields(
+    mut v: &[u8],
+    slot: impl Fn(u32, u64) -> Option<usize>,
+    builders: &mut [ColumnBuilder],
+    filled: &mut [bool],
+) -> SqlResult<()> {
+    while !v.is_empty() {
+        let header = get_uvarint(&mut v).map_err(|e| corrupt(&e.to_string()))?;
+        let (id, wt) = ((header >> 3) as u32, header & 7);
+        match slot(id, wt) {
+            Some(slot) if !filled[slot] => {
+                builders[slot].append_value(&mut v)?;
+                filled[slot] = true;
+            }
+            _ => skip_field(&mut v, wt)?,
+        }
+    }
+    Ok(())
+}
+
 /// Skips one key element payload of type `ty`.
 pub(crate) fn skip_key(input: &mut &[u8], ty: SqlType) -> SqlResult<()> {
     match ty {
@@ -419,38 +469,22 @@ impl RowDecoder {
             .ok_or_else(|| corrupt("key outside the table's index"))?;
         self.filled.iter_mut().for_each(|f| *f = false);
         for &c in &codec.pk {
-            let (&tag, rest) = k.split_first().ok_or_else(|| corrupt("truncated key"))?;
-            k = rest;
-            match (tag, self.slot_of[c]) {
-                (TAG_NULL, Some(slot)) => {
-                    self.builders[slot].append_null();
-                    self.filled[slot] = true;
-                }
-                (TAG_NULL, None) => {}
-                (TAG_VALUE, Some(slot)) => {
-                    self.builders[slot].append_key(&mut k)?;
-                    self.filled[slot] = true;
-                }
-                (TAG_VALUE, None) => skip_key(&mut k, codec.columns[c].ty)?,
-                _ => return Err(corrupt("bad key tag")),
-            }
+            let ty = codec.columns[c].ty;
+            key_element(
+                &mut k,
+                ty,
+                self.slot_of[c],
+                &mut self.builders,
+                &mut self.filled,
+            )?;
         }
-        let (stamp, mut v) = row_fields(value)?;
-        while !v.is_empty() {
-            let header = get_uvarint(&mut v).map_err(|e| corrupt(&e.to_string()))?;
-            let (id, wt) = ((header >> 3) as u32, header & 7);
-            let slot = match self.slot_by_id.get(id as usize) {
-                Some(Some((slot, expected))) if *expected == wt => Some(*slot),
-                _ => None,
-            };
-            match slot {
-                Some(slot) if !self.filled[slot] => {
-                    self.builders[slot].append_value(&mut v)?;
-                    self.filled[slot] = true;
-                }
-                _ => skip_field(&mut v, wt)?,
-            }
-        }
+        let (stamp, v) = row_fields(value)?;
+        let slot_by_id = &self.slot_by_id;
+        let slot = |id: u32, wt: u64| match slot_by_id.get(id as usize) {
+            Some(Some((slot, expected))) if *expected == wt => Some(*slot),
+            _ => None,
+        };
+        value_fields(v, slot, &mut self.builders, &mut self.filled)?;
         for (slot, filled) in self.filled.iter().enumerate() {
             if *filled {
                 continue;
@@ -481,123 +515,4 @@ impl RowDecoder {
 }
 
 #[cfg(test)]
-mod tests {
-    use datafusion::arrow::array::{Array, Int32Array, Int64Array};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-
-    use super::*;
-    use crate::catalog::descriptor::{
-        ColumnDescriptor, DESCRIPTOR_FORMAT, MissingValue, PrimaryKeyDescriptor,
-    };
-
-    fn column(id: u32, name: &str, missing: Option<MissingValue>) -> ColumnDescriptor {
-        ColumnDescriptor {
-            id,
-            name: name.into(),
-            ty: if id == 1 {
-                SqlType::BigInt
-            } else {
-                SqlType::Integer
-            },
-            nullable: id != 1,
-            default: None,
-            missing,
-            validating_not_null: false,
-        }
-    }
-
-    /// `t (id BIGINT PRIMARY KEY, a INT, ...)` at `version` with `extra`
-    /// visible and `hidden` write-only columns.
-    fn table(
-        version: u32,
-        extra: Vec<ColumnDescriptor>,
-        hidden: Vec<ColumnDescriptor>,
-    ) -> Arc<RowCodec> {
-        let mut columns = vec![column(1, "id", None), column(2, "a", None)];
-        columns.extend(extra);
-        let desc = TableDescriptor {
-            format: DESCRIPTOR_FORMAT,
-            id: 100,
-            name: "t".into(),
-            parent_id: 2,
-            version,
-            columns,
-            hidden_columns: hidden,
-            primary_key: PrimaryKeyDescriptor {
-                name: "t_pkey".into(),
-                column_ids: vec![1],
-            },
-            checks: Vec::new(),
-            indexes: Vec::new(),
-            next_column_id: 4,
-            next_index_id: 2,
-        };
-        Arc::new(RowCodec::new(&desc).unwrap())
-    }
-
-    fn encode(codec: &RowCodec, values: Vec<Option<i32>>) -> (Vec<u8>, Vec<u8>) {
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![7]))];
-        arrays.extend(
-            values
-                .into_iter()
-                .map(|v| Arc::new(Int32Array::from(vec![v])) as ArrayRef),
-        );
-        codec.encode_rows(&arrays).unwrap().remove(0)
-    }
-
-    /// Column `c` (id 3) of the row, read by `codec`.
-    fn read_c(codec: &Arc<RowCodec>, key: &[u8], value: &[u8]) -> Option<i32> {
-        let schema = Arc::new(Schema::new(vec![Field::new("c", DataType::Int32, true)]));
-        let mut decoder = codec.decoder(vec![2], schema, 1);
-        decoder.push(key, value).unwrap();
-        let batch = decoder.finish().unwrap();
-        let c = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<Int32Array>()
-            .unwrap();
-        (!c.is_null(0)).then(|| c.value(0))
-    }
-
-    fn five() -> MissingValue {
-        let mut value = Vec::new();
-        let array: ArrayRef = Arc::new(Int32Array::from(vec![5]));
-        ColumnReader::new(&array, SqlType::Integer)
-            .unwrap()
-            .write_value(0, &mut value);
-        MissingValue {
-            before_version: 3,
-            value,
-        }
-    }
-
-    #[test]
-    fn rows_older_than_a_column_read_its_missing_value() {
-        let old = table(1, Vec::new(), Vec::new());
-        let new = table(3, vec![column(3, "c", Some(five()))], Vec::new());
-        let (key, value) = encode(&old, vec![Some(1)]);
-        assert_eq!(read_c(&new, &key, &value), Some(5));
-        // Written at the column's version: a NULL is a NULL.
-        let (key, value) = encode(&new, vec![Some(1), None]);
-        assert_eq!(read_c(&new, &key, &value), None);
-        let (key, value) = encode(&new, vec![Some(1), Some(9)]);
-        assert_eq!(read_c(&new, &key, &value), Some(9));
-    }
-
-    #[test]
-    fn updates_carry_write_only_columns() {
-        let public = table(3, vec![column(3, "c", Some(five()))], Vec::new());
-        let write_only = table(2, Vec::new(), vec![column(3, "c", Some(five()))]);
-        // A row with c = 9 updated by a node that has c write-only keeps it.
-        let (key, old) = encode(&public, vec![Some(1), Some(9)]);
-        let (_, mut value) = encode(&write_only, vec![Some(2)]);
-        write_only.carry_hidden(&mut value, &old).unwrap();
-        assert_eq!(read_c(&public, &key, &value), Some(9));
-        // A row from before c keeps reading its missing value.
-        let (_, old) = encode(&table(1, Vec::new(), Vec::new()), vec![Some(1)]);
-        let later = table(4, Vec::new(), vec![column(3, "c", Some(five()))]);
-        let (_, mut value) = encode(&later, vec![Some(2)]);
-        later.carry_hidden(&mut value, &old).unwrap();
-        assert_eq!(read_c(&public, &key, &value), Some(5));
-    }
-}
+mod tests;

@@ -16,6 +16,7 @@ use holo_txn_types::KeyError;
 
 use super::alter_checks::{check_references, first_column, rename_in_check};
 use super::create_index::{build_index, drop_index, run_job};
+use super::foreign_keys::{column_unreferenced, foreign_key_descriptor, index_unreferenced};
 use super::indexes::{UniqueSpec, add_unique_indexes};
 use super::{
     choose_check_name, column_descriptor, ident_name, is_constant_default, resolve_table_name,
@@ -145,6 +146,13 @@ pub async fn alter_table(
         }
         Step::Job(change, first) => (change, first),
     };
+    if let AlterTableOperation::AddConstraint {
+        constraint: TableConstraint::ForeignKey(_),
+        ..
+    } = op
+    {
+        catalog.lock_parents(&txn, &desc).await?;
+    }
     let kind = JobKind::AlterTable {
         table_id: desc.id,
         change,
@@ -268,6 +276,7 @@ fn plan(
             column.nullable = true;
             column.validating_not_null = false;
             desc.checks.retain(|c| !check_references(&c.expr, &name));
+            desc.foreign_keys.retain(|f| !f.column_ids.contains(&id));
             desc.hidden_columns.push(column);
             Ok(Step::Job(
                 TableChange::DropColumn { column_id: id },
@@ -311,7 +320,14 @@ fn plan(
                 desc.checks.remove(pos);
                 return Ok(Step::Job(TableChange::Metadata, "dropped"));
             }
+            if let Some(pos) = desc.foreign_keys.iter().position(|f| f.name == name) {
+                desc.foreign_keys.remove(pos);
+                return Ok(Step::Job(TableChange::Metadata, "dropped"));
+            }
             if let Some(index) = desc.indexes.iter().find(|i| i.constraint && i.name == name) {
+                if let Some(entry) = catalog.table_by_id(desc.id) {
+                    index_unreferenced(&entry, index, "constraint", true)?;
+                }
                 return Ok(Step::DropIndex(index.id));
             }
             if desc.primary_key.name == name {
@@ -327,10 +343,22 @@ fn plan(
         }
         AlterTableOperation::ValidateConstraint { name } => {
             let name = ident_name(name);
-            match desc.checks.iter().find(|c| c.name == name) {
-                Some(c) if !c.validated => {
-                    Ok(Step::Job(TableChange::ValidateCheck { name }, "validating"))
-                }
+            let validated = desc
+                .checks
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.validated)
+                .or_else(|| {
+                    desc.foreign_keys
+                        .iter()
+                        .find(|f| f.name == name)
+                        .map(|f| f.validated)
+                });
+            match validated {
+                Some(false) => Ok(Step::Job(
+                    TableChange::ValidateConstraint { name },
+                    "validating",
+                )),
                 Some(_) => Ok(Step::Nothing),
                 None if desc.index(&name).is_some_and(|i| i.constraint)
                     || desc.primary_key.name == name =>
@@ -390,6 +418,9 @@ async fn drop_column_indexes(
         return Ok(());
     };
     check_droppable(desc, column.id, &name)?;
+    if let Some(entry) = catalog.table_by_id(desc.id) {
+        column_unreferenced(&entry, column.id, &name)?;
+    }
     let using: Vec<u16> = desc
         .indexes
         .iter()
@@ -481,6 +512,7 @@ fn constraint_names(desc: &TableDescriptor) -> HashSet<String> {
             .map(|i| i.name.clone()),
     );
     used.insert(desc.primary_key.name.clone());
+    used.extend(desc.foreign_keys.iter().map(|f| f.name.clone()));
     used
 }
 
@@ -512,7 +544,7 @@ fn add_constraint(
             if not_valid {
                 Ok(Step::Job(TableChange::Metadata, "added not valid"))
             } else {
-                Ok(Step::Job(TableChange::AddCheck { name }, "validating"))
+                Ok(Step::Job(TableChange::AddConstraint { name }, "validating"))
             }
         }
         TableConstraint::Unique(u) => {
@@ -536,9 +568,19 @@ fn add_constraint(
         TableConstraint::PrimaryKey(_) => Err(SqlError::unsupported(
             "ADD PRIMARY KEY is not supported: a table's primary key is set by CREATE TABLE",
         )),
-        TableConstraint::ForeignKey(_) => Err(SqlError::unsupported(
-            "FOREIGN KEY constraints are not supported",
-        )),
+        TableConstraint::ForeignKey(fk) => {
+            let tables = |n: &str| catalog.table(n).map(|t| t.desc.clone());
+            let given = fk.name.as_ref().map(ident_name);
+            let mut fk = foreign_key_descriptor(desc, fk, given, None, &tables, &mut used)?;
+            fk.validated = false;
+            let name = fk.name.clone();
+            desc.foreign_keys.push(fk);
+            if not_valid {
+                Ok(Step::Job(TableChange::Metadata, "added not valid"))
+            } else {
+                Ok(Step::Job(TableChange::AddConstraint { name }, "validating"))
+            }
+        }
         other => Err(SqlError::unsupported(format!(
             "table constraint {other} is not supported"
         ))),

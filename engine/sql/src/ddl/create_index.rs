@@ -259,11 +259,21 @@ pub(super) async fn run_job(
         g.disarm();
     }
     result??;
-    // The statement returns once every node uses the change's last step.
-    catalog
-        .wait_for_version(catalog.stored_version(), &Interrupt::none())
-        .await
+    // The statement returns once every node uses the change's last step,
+    // so the next statement on any node sees it; but only for a while: the
+    // change is done, and a transaction block open on the old version (its
+    // client perhaps waiting for this statement) must not hold it forever.
+    let none = Interrupt::none();
+    let wait = catalog.wait_for_version(catalog.stored_version(), &none);
+    match tokio::time::timeout(FINAL_WAIT, wait).await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
 }
+
+/// How long a schema-change statement waits, after its last step, for
+/// every node to use it.
+const FINAL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs a DROP INDEX of `names`. The index of a UNIQUE constraint goes
 /// with its constraint only (2BP01), as in PostgreSQL; any other is made
@@ -301,6 +311,7 @@ pub async fn drop_indexes(
                 "You can drop constraint {name} on table {owner} instead."
             )));
         }
+        super::foreign_keys::index_unreferenced(&table, index, "index", false)?;
         drop_index(catalog, table.desc.id, index.id, text).await?;
     }
     Ok(())

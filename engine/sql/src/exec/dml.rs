@@ -23,6 +23,7 @@ use futures::StreamExt;
 use holo_kv::Transaction;
 use holo_txn_types::MutationOp;
 
+use super::foreign_keys::{Cascade, ParentChange};
 use super::row_writes::{Deferred, Write, delete_writes, insert_writes, update_writes};
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
@@ -376,8 +377,11 @@ pub(crate) fn check_fails(expr: &dyn PhysicalExpr, batch: &RecordBatch) -> SqlRe
     Ok(result.iter().any(|v| v == Some(false)))
 }
 
-/// Executes an INSERT, UPDATE or DELETE inside `txn`; returns the number of
-/// rows written. Nothing is buffered when the statement fails.
+/// Executes an INSERT, UPDATE or DELETE inside `txn`, with the actions
+/// and checks of the foreign keys it touches; returns the number of rows
+/// it wrote (not counting cascades). A statement that fails may leave
+/// writes buffered: its transaction is discarded (autocommit) or failed
+/// (a block), so they never commit.
 /// With `check_now`, inserted keys are checked against the snapshot before
 /// the statement returns (PostgreSQL reports duplicates at once inside a
 /// transaction block); otherwise the commit that follows checks them.
@@ -388,6 +392,31 @@ pub async fn execute_dml(
     dml: &DmlStatement,
     check_now: bool,
 ) -> SqlResult<u64> {
+    let (rows, changes) = write_rows(planning, txn, catalog, dml, check_now).await?;
+    if let Ok(entry) = target_table(catalog, dml) {
+        catalog.note_writes(entry.desc.id, rows);
+    }
+    if changes.is_empty() {
+        return Ok(rows);
+    }
+    let mut cascade = Cascade::new(planning, txn, catalog, changes);
+    while let Some(action) = cascade.next().await? {
+        let (_, more) = write_rows(planning, txn, catalog, &action, check_now).await?;
+        cascade.push(more);
+    }
+    Ok(rows)
+}
+
+/// The rows of one INSERT, UPDATE or DELETE, written into `txn` with their
+/// references checked; returns how many, and the referenced keys it took
+/// away (for [`Cascade`]).
+async fn write_rows(
+    planning: &PlanContext,
+    txn: &Transaction,
+    catalog: &Catalog,
+    dml: &DmlStatement,
+    check_now: bool,
+) -> SqlResult<(u64, Vec<ParentChange>)> {
     let state = planning.state.as_ref();
     let entry = target_table(catalog, dml)?;
     let ncols = entry.desc.columns.len();
@@ -400,7 +429,7 @@ pub async fn execute_dml(
             let validator = RowValidator::new(state, entry.clone(), text)?;
             for_each_batch(planning, &dml.input, |batch| {
                 let columns = validator.validate(batch.columns())?;
-                insert_writes(&entry, &columns, &mut writes)?;
+                insert_writes(&entry, &columns, &mut writes, &mut deferred)?;
                 rows += batch.num_rows() as u64;
                 Ok(())
             })
@@ -459,8 +488,8 @@ pub async fn execute_dml(
         }
         other => return Err(SqlError::unsupported(format!("{other} is not supported"))),
     }
-    apply_writes(txn, &entry, writes, deferred, check_now).await?;
-    Ok(rows)
+    let changes = apply_writes(txn, &entry, writes, deferred, check_now).await?;
+    Ok((rows, changes))
 }
 
 /// Buffers a statement's writes in `txn`, all or nothing, with the
@@ -470,9 +499,10 @@ pub(crate) async fn apply_writes(
     txn: &Transaction,
     entry: &TableEntry,
     mut writes: Vec<Write>,
-    deferred: Deferred,
+    mut deferred: Deferred,
     check_now: bool,
-) -> SqlResult<()> {
+) -> SqlResult<Vec<ParentChange>> {
+    let fk = std::mem::take(&mut deferred.fk);
     if !deferred.is_empty() {
         let (mut first, mut last) = deferred.resolve(txn, entry).await?;
         first.append(&mut writes);
@@ -505,7 +535,11 @@ pub(crate) async fn apply_writes(
             duplicate_key_error(entry, &key)
         }
         other => SqlError::from(other),
-    })
+    })?;
+    if fk.is_empty() {
+        return Ok(Vec::new());
+    }
+    fk.finish(txn).await
 }
 
 /// PostgreSQL's unique-violation error for `key` of `entry`, naming the

@@ -226,6 +226,16 @@ impl FastPlan {
                             other => other.clone(),
                         })
                         .collect::<Vec<_>>();
+                    // A referenced key that may change needs the foreign
+                    // keys' actions, which run through the general path.
+                    let keeps_referenced = entry.links.inbound.iter().all(|l| {
+                        l.parent_columns.iter().all(|&p| {
+                            matches!(&exprs[p], Expr::Column(c) if c.name == entry.desc.columns[p].name)
+                        })
+                    });
+                    if !keeps_referenced {
+                        return None;
+                    }
                     if exprs.iter().any(|e| {
                         e.exists(|x| {
                             Ok(matches!(
@@ -397,7 +407,8 @@ impl FastPlan {
                     &mut deferred,
                 )?;
                 deletes.extend(puts);
-                apply_writes(txn, entry, deletes, deferred, check_now).await?;
+                let changes = apply_writes(txn, entry, deletes, deferred, check_now).await?;
+                super::foreign_keys::expect_no_changes(&changes)?;
                 Ok(FastOutput::Written(1))
             }
             FastPlan::InsertValues {
@@ -414,8 +425,10 @@ impl FastPlan {
                 let columns = validator.validate(&columns)?;
                 let rows = columns.first().map_or(0, |c| c.len());
                 let mut writes = Vec::new();
-                insert_writes(entry, &columns, &mut writes)?;
-                apply_writes(txn, entry, writes, Default::default(), check_now).await?;
+                let mut deferred = super::row_writes::Deferred::default();
+                insert_writes(entry, &columns, &mut writes, &mut deferred)?;
+                let changes = apply_writes(txn, entry, writes, deferred, check_now).await?;
+                super::foreign_keys::expect_no_changes(&changes)?;
                 Ok(FastOutput::Written(rows as u64))
             }
         }

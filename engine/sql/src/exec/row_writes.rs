@@ -5,10 +5,13 @@
 //! Within one statement every delete comes before every insert, so a key
 //! that one row leaves and another takes (a swap of unique values) becomes
 //! one overwrite in the transaction's buffer, not a false violation.
+//! What the rows mean for foreign keys is noted on the way
+//! ([`super::foreign_keys::FkWork`]).
 
 use datafusion::arrow::array::{ArrayRef, new_null_array};
 use holo_txn_types::MutationOp;
 
+use super::foreign_keys::FkWork;
 use crate::catalog::TableEntry;
 use crate::catalog::descriptor::IndexState;
 use crate::codec::column::{ColumnReader, conform};
@@ -46,6 +49,8 @@ struct CarriedRow {
 pub(crate) struct Deferred {
     guarded: Vec<GuardedDelete>,
     carried: Vec<CarriedRow>,
+    /// Foreign-key work, done once the writes are buffered.
+    pub(crate) fk: FkWork,
 }
 
 impl Deferred {
@@ -103,6 +108,7 @@ pub(crate) fn insert_writes(
     entry: &TableEntry,
     rows: &[ArrayRef],
     out: &mut Vec<Write>,
+    deferred: &mut Deferred,
 ) -> SqlResult<()> {
     if let Some(column) = &entry.insert_blocker {
         // ADD COLUMN ... NOT NULL without a default is in progress: a new
@@ -118,6 +124,7 @@ pub(crate) fn insert_writes(
     for (key, value) in entry.codec.encode_rows(rows)? {
         out.push((key, MutationOp::Insert(value)));
     }
+    deferred.fk.inserted(entry, rows)?;
     if entry.indexes.is_empty() {
         return Ok(());
     }
@@ -143,6 +150,7 @@ pub(crate) fn delete_writes(
     for key in old_keys(entry, &rows)? {
         out.push((key, MutationOp::Delete));
     }
+    deferred.fk.deleted(entry, &rows)?;
     if entry.indexes.is_empty() {
         return Ok(());
     }
@@ -169,6 +177,7 @@ pub(crate) fn update_writes(
 ) -> SqlResult<()> {
     let old_rows = widen(entry, old)?;
     let new_rows = entry.codec.encode_rows(new)?;
+    deferred.fk.updated(entry, &old_rows, new)?;
     let carry = entry.codec.has_hidden();
     for ((key, value), old) in new_rows.into_iter().zip(old_keys(entry, &old_rows)?) {
         let insert = key != old;

@@ -5,12 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -21,6 +24,7 @@ use holo_kv::Transaction;
 
 use super::pushdown::{KeySpan, SpanPlan};
 use crate::catalog::TableEntry;
+use crate::codec::index_decode::IndexDecoder;
 use crate::codec::key::prefix_end;
 use crate::codec::row::RowDecoder;
 use crate::error::SqlError;
@@ -33,6 +37,40 @@ pub struct IndexLookup {
     pub index: usize,
     /// Spans of the index.
     pub plan: SpanPlan,
+    /// Whether the entries hold every column the scan produces, so the
+    /// rows are not read (an index-only scan).
+    pub index_only: bool,
+}
+
+/// What turns the pairs a scan reads into batches.
+enum Decoder {
+    /// Rows of the primary index.
+    Row(RowDecoder),
+    /// Entries of a secondary index (index-only scan).
+    Index(IndexDecoder),
+}
+
+impl Decoder {
+    fn rows(&self) -> usize {
+        match self {
+            Decoder::Row(d) => d.rows(),
+            Decoder::Index(d) => d.rows(),
+        }
+    }
+
+    fn push(&mut self, key: &[u8], value: &[u8]) -> crate::error::SqlResult<()> {
+        match self {
+            Decoder::Row(d) => d.push(key, value),
+            Decoder::Index(d) => d.push(key, value),
+        }
+    }
+
+    fn finish(&mut self) -> crate::error::SqlResult<datafusion::arrow::array::RecordBatch> {
+        match self {
+            Decoder::Row(d) => d.finish(),
+            Decoder::Index(d) => d.finish(),
+        }
+    }
 }
 
 /// Scans spans of a table's primary index, or the rows a secondary index
@@ -48,6 +86,9 @@ pub struct HoloScanExec {
     txn: Arc<Transaction>,
     batch_size: usize,
     properties: Arc<PlanProperties>,
+    /// Rows the planner expects (with statistics).
+    est_rows: Option<f64>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl HoloScanExec {
@@ -101,7 +142,16 @@ impl HoloScanExec {
             txn,
             batch_size: batch_size.max(1),
             properties: Arc::new(properties),
+            est_rows: None,
+            metrics: ExecutionPlanMetricsSet::new(),
         })
+    }
+
+    /// The scan with the planner's estimate of its rows (shown by EXPLAIN
+    /// and given to DataFusion as the scan's statistics).
+    pub fn with_estimate(mut self, est_rows: Option<f64>) -> HoloScanExec {
+        self.est_rows = est_rows;
+        self
     }
 
     /// Reads the rows `lookup`'s index entries lead to instead of spans of
@@ -152,6 +202,15 @@ async fn resolve_lookup(
     })
 }
 
+/// Counts `batch` in the scan's output rows (EXPLAIN ANALYZE).
+fn counted(
+    metrics: &BaselineMetrics,
+    batch: datafusion::arrow::array::RecordBatch,
+) -> datafusion::arrow::array::RecordBatch {
+    metrics.record_output(batch.num_rows());
+    batch
+}
+
 impl DisplayAs for HoloScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cols: Vec<&str> = self
@@ -164,6 +223,9 @@ impl DisplayAs for HoloScanExec {
             Some(l) => {
                 let name = &self.entry.indexes[l.index].desc().name;
                 write!(f, ", index={name}")?;
+                if l.index_only {
+                    write!(f, " (index only)")?;
+                }
                 &l.plan.description
             }
             None => &self.plan.description,
@@ -172,11 +234,17 @@ impl DisplayAs for HoloScanExec {
         if let Some(limit) = self.limit {
             write!(f, ", limit={limit}")?;
         }
+        if let Some(rows) = self.est_rows {
+            write!(f, ", est_rows={}", rows.round() as u64)?;
+        }
         Ok(())
     }
 }
 
 type Chunk = (Vec<(Vec<u8>, Vec<u8>)>, Option<Vec<u8>>);
+
+/// Point reads of one scan in flight at once.
+const POINT_READS: usize = 32;
 
 struct ScanState {
     /// The next chunk, fetched while the current one is decoded: `(start, task)`.
@@ -185,7 +253,7 @@ struct ScanState {
     plan: Arc<SpanPlan>,
     span: usize,
     cursor: Option<Vec<u8>>,
-    decoder: RowDecoder,
+    decoder: Decoder,
     remaining: Option<usize>,
     batch_size: usize,
 }
@@ -214,12 +282,31 @@ impl ScanState {
             let want = self.batch_size - self.decoder.rows();
             let want = self.remaining.map_or(want, |r| r.min(want));
             match &self.plan.spans[self.span] {
-                KeySpan::Point(key) => {
-                    if let Some(value) = self.txn.get(key).await.map_err(df)? {
-                        self.decoder.push(key, &value).map_err(df)?;
-                        self.remaining = self.remaining.map(|r| r - 1);
+                KeySpan::Point(_) => {
+                    // A run of point reads goes out at once (at most
+                    // POINT_READS in flight), results in key order.
+                    let spans = &self.plan.spans;
+                    let run = spans[self.span..]
+                        .iter()
+                        .take(want.min(POINT_READS))
+                        .take_while(|s| matches!(s, KeySpan::Point(_)))
+                        .count();
+                    let mut reads = Vec::with_capacity(run);
+                    for span in &spans[self.span..self.span + run] {
+                        if let KeySpan::Point(key) = span {
+                            let txn = &self.txn;
+                            reads.push(async move { (key, txn.get(key).await) });
+                        }
                     }
-                    self.span += 1;
+                    let mut found = 0;
+                    for (key, value) in futures::future::join_all(reads).await {
+                        if let Some(value) = value.map_err(df)? {
+                            self.decoder.push(key, &value).map_err(df)?;
+                            found += 1;
+                        }
+                    }
+                    self.remaining = self.remaining.map(|r| r - found);
+                    self.span += run;
                 }
                 KeySpan::Range { start, end } => {
                     let from = self.cursor.take().unwrap_or_else(|| start.clone());
@@ -323,16 +410,34 @@ impl ExecutionPlan for HoloScanExec {
             plan: self.plan.clone(),
             span: 0,
             cursor: None,
-            decoder: self.entry.codec.decoder(
+            decoder: Decoder::Row(self.entry.codec.decoder(
                 self.projection.clone(),
                 self.schema.clone(),
                 self.batch_size,
-            ),
+            )),
             remaining: self.limit,
             batch_size: self.batch_size,
         };
+        let baseline = BaselineMetrics::new(&self.metrics, partition);
+        if let Some(lookup) = self.lookup.as_ref().filter(|l| l.index_only) {
+            let index = &self.entry.indexes[lookup.index];
+            let mut state = state;
+            state.plan = Arc::new(lookup.plan.clone());
+            state.decoder = Decoder::Index(index.decoder(
+                &self.projection,
+                self.schema.clone(),
+                self.batch_size,
+            ));
+            let stream = futures::stream::try_unfold(state, ScanState::next_batch)
+                .map_ok(move |b| counted(&baseline, b));
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                stream,
+            )));
+        }
         let Some(lookup) = self.lookup.clone() else {
-            let stream = futures::stream::try_unfold(state, ScanState::next_batch);
+            let stream = futures::stream::try_unfold(state, ScanState::next_batch)
+                .map_ok(move |b| counted(&baseline, b));
             return Ok(Box::pin(RecordBatchStreamAdapter::new(
                 self.schema.clone(),
                 stream,
@@ -345,7 +450,8 @@ impl ExecutionPlan for HoloScanExec {
             state.plan = Arc::new(plan);
             Ok::<_, DataFusionError>(futures::stream::try_unfold(state, ScanState::next_batch))
         })
-        .try_flatten();
+        .try_flatten()
+        .map_ok(move |b| counted(&baseline, b));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
@@ -354,6 +460,19 @@ impl ExecutionPlan for HoloScanExec {
 
     fn supports_limit_pushdown(&self) -> bool {
         true
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema);
+        if let Some(rows) = self.est_rows {
+            let rows = rows.round() as usize;
+            stats.num_rows = Precision::Inexact(self.limit.map_or(rows, |l| l.min(rows)));
+        }
+        Ok(Arc::new(stats))
     }
 
     fn fetch(&self) -> Option<usize> {

@@ -6,8 +6,7 @@
 //! is read off the stored descriptor, so an adopted job goes on from there.
 
 use super::claim::Claim;
-use super::runner::{reverted, stored_table, succeed};
-use super::validate::{Validation, table_is_empty, validate};
+use super::validate::{Validation, contains_nulls, table_is_empty, validate};
 use super::{JobRecord, TableChange};
 use crate::catalog::descriptor::TableDescriptor;
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -57,10 +56,10 @@ enum Edit {
     DeclareNotNull(u32),
     /// A column's NOT NULL check in progress is dropped.
     AbandonNotNull(u32),
-    /// A CHECK is marked validated.
+    /// A CHECK or FOREIGN KEY is marked validated.
     Validated(String),
-    /// A CHECK goes away.
-    RemoveCheck(String),
+    /// A CHECK or FOREIGN KEY goes away.
+    RemoveConstraint(String),
 }
 
 impl Edit {
@@ -99,17 +98,20 @@ impl Edit {
                     _ => false,
                 }
             }
-            Edit::Validated(name) => match desc.checks.iter_mut().find(|c| &c.name == name) {
-                Some(c) if !c.validated => {
-                    c.validated = true;
-                    true
+            Edit::Validated(name) => {
+                if let Some(c) = desc.checks.iter_mut().find(|c| &c.name == name) {
+                    return !std::mem::replace(&mut c.validated, true);
                 }
-                _ => false,
-            },
-            Edit::RemoveCheck(name) => {
-                let before = desc.checks.len();
+                match desc.foreign_keys.iter_mut().find(|f| &f.name == name) {
+                    Some(f) => !std::mem::replace(&mut f.validated, true),
+                    None => false,
+                }
+            }
+            Edit::RemoveConstraint(name) => {
+                let before = desc.checks.len() + desc.foreign_keys.len();
                 desc.checks.retain(|c| &c.name != name);
-                desc.checks.len() != before
+                desc.foreign_keys.retain(|f| &f.name != name);
+                desc.checks.len() + desc.foreign_keys.len() != before
             }
         }
     }
@@ -122,8 +124,8 @@ async fn commit(claim: &Claim, edit: Edit, step: &str, last: Option<bool>) -> Sq
         .transact(move |_, desc, job| {
             job.step = step.to_string();
             match last {
-                Some(true) => succeed(job),
-                Some(false) => reverted(job),
+                Some(true) => job.succeed(),
+                Some(false) => job.reverted(),
                 None => {}
             }
             Ok(desc.is_some_and(|d| edit.apply(d)))
@@ -140,9 +142,7 @@ pub(super) async fn forward(
     change: &TableChange,
     interrupt: &Interrupt,
 ) -> SqlResult<()> {
-    let desc = stored_table(claim, table_id)
-        .await?
-        .ok_or_else(table_gone)?;
+    let desc = claim.stored_table(table_id).await?.ok_or_else(table_gone)?;
     let none = Interrupt::none();
     match change {
         TableChange::Metadata => {
@@ -195,19 +195,31 @@ pub(super) async fn forward(
             }
             commit(claim, Edit::DeclareNotNull(*column_id), "done", Some(true)).await
         }
-        TableChange::AddCheck { name } | TableChange::ValidateCheck { name } => {
-            let check = desc
+        TableChange::AddConstraint { name } | TableChange::ValidateConstraint { name } => {
+            let validated = desc
                 .checks
                 .iter()
                 .find(|c| &c.name == name)
+                .map(|c| c.validated)
+                .or_else(|| {
+                    desc.foreign_keys
+                        .iter()
+                        .find(|f| &f.name == name)
+                        .map(|f| f.validated)
+                })
                 .ok_or_else(|| check_gone(name))?;
-            if check.validated {
+            if validated {
                 return commit(claim, Edit::Nothing, "done", Some(true)).await;
             }
             claim.wait_for_leases(interrupt, true).await?;
             if !job.backfilled {
-                return validate(claim, table_id, &Validation::Check(name.clone()), interrupt)
-                    .await;
+                return validate(
+                    claim,
+                    table_id,
+                    &Validation::Constraint(name.clone()),
+                    interrupt,
+                )
+                .await;
             }
             commit(claim, Edit::Validated(name.clone()), "done", Some(true)).await
         }
@@ -220,18 +232,10 @@ pub(super) async fn backward(claim: &Claim, change: &TableChange) -> SqlResult<(
     let edit = match change {
         TableChange::AddColumn { column_id } => Edit::RemoveHidden(*column_id),
         TableChange::SetNotNull { column_id } => Edit::AbandonNotNull(*column_id),
-        TableChange::AddCheck { name } => Edit::RemoveCheck(name.clone()),
-        TableChange::ValidateCheck { .. }
+        TableChange::AddConstraint { name } => Edit::RemoveConstraint(name.clone()),
+        TableChange::ValidateConstraint { .. }
         | TableChange::Metadata
         | TableChange::DropColumn { .. } => Edit::Nothing,
     };
     commit(claim, edit, "reverted", Some(false)).await
-}
-
-/// PostgreSQL's error for a NOT NULL that existing rows violate.
-pub(super) fn contains_nulls(column: &str, table: &str) -> SqlError {
-    SqlError::new(
-        sqlstate::NOT_NULL_VIOLATION,
-        format!("column \"{column}\" of relation \"{table}\" contains null values"),
-    )
 }

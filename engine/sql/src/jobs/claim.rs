@@ -27,6 +27,12 @@ pub(super) struct Claim {
 }
 
 impl Claim {
+    /// Table `id`'s stored descriptor, read in a transaction of its own.
+    pub(super) async fn stored_table(&self, id: u32) -> SqlResult<Option<TableDescriptor>> {
+        let txn = self.catalog.begin().await?;
+        self.catalog.stored_table(&txn, id).await
+    }
+
     /// Reads the job in `txn`, checking it is still ours.
     pub(super) async fn job_in(&self, txn: &Transaction) -> SqlResult<JobRecord> {
         let job = load_job(txn, self.id)

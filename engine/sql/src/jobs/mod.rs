@@ -81,15 +81,15 @@ pub enum TableChange {
         /// The column.
         column_id: u32,
     },
-    /// ADD CONSTRAINT ... CHECK: enforced by writers, rows checked, then
-    /// validated (reverting removes it).
-    AddCheck {
+    /// ADD CONSTRAINT ... CHECK or FOREIGN KEY: enforced by writers, rows
+    /// checked, then validated (reverting removes it).
+    AddConstraint {
         /// The constraint.
         name: String,
     },
-    /// VALIDATE CONSTRAINT of a CHECK added `NOT VALID` (reverting leaves
-    /// it not valid).
-    ValidateCheck {
+    /// VALIDATE CONSTRAINT of a CHECK or FOREIGN KEY added `NOT VALID`
+    /// (reverting leaves it not valid).
+    ValidateConstraint {
         /// The constraint.
         name: String,
     },
@@ -208,6 +208,31 @@ pub struct JobRecord {
     /// When it ended (ms since epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<u64>,
+}
+
+impl JobRecord {
+    /// Marks the job as done.
+    pub(crate) fn succeed(&mut self) {
+        self.status = JobStatus::Succeeded;
+        self.step = "done".into();
+        self.finished_ms = Some(crate::catalog::lease::now_ms());
+    }
+
+    /// Marks the job, reverted, as canceled or failed.
+    pub(crate) fn reverted(&mut self) {
+        let canceled = self.cancel_requested
+            || self
+                .error
+                .as_ref()
+                .is_some_and(|e| e.code == sqlstate::QUERY_CANCELED);
+        self.status = if canceled {
+            JobStatus::Canceled
+        } else {
+            JobStatus::Failed
+        };
+        self.step = "reverted".into();
+        self.finished_ms = Some(crate::catalog::lease::now_ms());
+    }
 }
 
 fn job_id_seq_key() -> Vec<u8> {

@@ -45,35 +45,6 @@ impl JobKind {
     }
 }
 
-/// Marks `job` as done.
-pub(super) fn succeed(job: &mut JobRecord) {
-    job.status = JobStatus::Succeeded;
-    job.step = "done".into();
-    job.finished_ms = Some(now_ms());
-}
-
-/// Marks `job`, reverted, as canceled or failed.
-pub(super) fn reverted(job: &mut JobRecord) {
-    let canceled = job.cancel_requested
-        || job
-            .error
-            .as_ref()
-            .is_some_and(|e| e.code == sqlstate::QUERY_CANCELED);
-    job.status = if canceled {
-        JobStatus::Canceled
-    } else {
-        JobStatus::Failed
-    };
-    job.step = "reverted".into();
-    job.finished_ms = Some(now_ms());
-}
-
-/// Table `id`'s stored descriptor, read in a transaction of its own.
-pub(super) async fn stored_table(claim: &Claim, id: u32) -> SqlResult<Option<TableDescriptor>> {
-    let txn = claim.catalog.begin().await?;
-    claim.catalog.stored_table(&txn, id).await
-}
-
 /// The state of the job's index in `desc`, `None` when it is absent.
 fn index_state(desc: Option<&TableDescriptor>, index_id: u16) -> Option<IndexState> {
     desc?
@@ -224,7 +195,7 @@ async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlRe
             return alter::forward(claim, job, *table_id, change, interrupt).await;
         }
     };
-    let desc = stored_table(claim, job.kind.table_id()).await?;
+    let desc = claim.stored_table(job.kind.table_id()).await?;
     let state = index_state(desc.as_ref(), index_id);
     let (next, step): (Option<Option<IndexState>>, &str) = match (job.kind.clone(), state) {
         (JobKind::CreateIndex { .. }, None) => {
@@ -277,7 +248,7 @@ async fn forward(claim: &Claim, job: &JobRecord, interrupt: &Interrupt) -> SqlRe
         .transact(move |txn, desc, job| {
             job.step = step.to_string();
             if done {
-                succeed(job);
+                job.succeed();
             }
             match next {
                 Some(state) => set_index(txn, desc, index_id, state),
@@ -310,7 +281,7 @@ async fn backward(claim: &Claim, job: &JobRecord) -> SqlResult<()> {
             )));
         }
     };
-    let desc = stored_table(claim, table_id).await?;
+    let desc = claim.stored_table(table_id).await?;
     let none = Interrupt::none();
     let next = match index_state(desc.as_ref(), index_id) {
         Some(IndexState::WriteOnly | IndexState::Public) => Some(Some(IndexState::DeleteOnly)),
@@ -328,7 +299,7 @@ async fn backward(claim: &Claim, job: &JobRecord) -> SqlResult<()> {
         .transact(move |txn, desc, job| match next {
             Some(state) => set_index(txn, desc, index_id, state),
             None => {
-                reverted(job);
+                job.reverted();
                 Ok(false)
             }
         })

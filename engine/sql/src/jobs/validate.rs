@@ -12,12 +12,14 @@ use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::JobStatus;
-use super::alter::contains_nulls;
 use super::claim::Claim;
 use crate::catalog::TableEntry;
+use crate::catalog::foreign_keys::FkLink;
 use crate::codec::key::prefix_end;
 use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::exec::foreign_keys::references_exist;
 use crate::interrupt::Interrupt;
+use holo_kv::Transaction;
 
 /// Rows per validation transaction.
 const BATCH_ROWS: usize = 1024;
@@ -26,8 +28,9 @@ const BATCH_ROWS: usize = 1024;
 pub(super) enum Validation {
     /// No NULL in column `id`.
     NotNull(u32),
-    /// CHECK constraint `name` holds (NULL counts as holding).
-    Check(String),
+    /// CHECK constraint `name` holds (NULL counts as holding), or the
+    /// rows' references of FOREIGN KEY `name` lead to existing rows.
+    Constraint(String),
 }
 
 /// The checker of one validation, for `entry`'s rows.
@@ -40,6 +43,7 @@ enum Checker {
         name: String,
         expr: Arc<dyn PhysicalExpr>,
     },
+    ForeignKey(Arc<FkLink>),
 }
 
 impl Checker {
@@ -57,13 +61,16 @@ impl Checker {
                     column: entry.desc.columns[slot].name.clone(),
                 })
             }
-            Validation::Check(name) => {
-                let check = entry
-                    .desc
-                    .checks
-                    .iter()
-                    .find(|c| &c.name == name)
-                    .ok_or_else(|| SqlError::internal(format!("no constraint {name}")))?;
+            Validation::Constraint(name) => {
+                let Some(check) = entry.desc.checks.iter().find(|c| &c.name == name) else {
+                    return entry
+                        .links
+                        .outbound
+                        .iter()
+                        .find(|l| &l.name == name)
+                        .map(|l| Checker::ForeignKey(l.clone()))
+                        .ok_or_else(|| SqlError::internal(format!("no constraint {name}")));
+                };
                 let ctx = claim.catalog.expr_context();
                 let schema = DFSchema::try_from(entry.schema.as_ref().clone())?;
                 let expr = ctx.parse_sql_expr(&check.expr, &schema)?;
@@ -75,8 +82,9 @@ impl Checker {
         }
     }
 
-    /// The error for the first row of `batch` that breaks the constraint.
-    fn check(&self, table: &str, batch: &RecordBatch) -> SqlResult<()> {
+    /// The error for the first row of `batch` that breaks the constraint;
+    /// references are read in `txn`.
+    async fn check(&self, txn: &Transaction, table: &str, batch: &RecordBatch) -> SqlResult<()> {
         match self {
             Checker::NotNull { slot, column } => {
                 if batch.column(*slot).null_count() > 0 {
@@ -92,6 +100,14 @@ impl Checker {
                         ),
                     ));
                 }
+            }
+            Checker::ForeignKey(link) => {
+                let values: Vec<_> = link
+                    .child_columns
+                    .iter()
+                    .map(|&p| batch.column(p).clone())
+                    .collect();
+                references_exist(txn, link, values).await?;
             }
         }
         Ok(())
@@ -149,7 +165,9 @@ pub(super) async fn validate(
         for (k, v) in &pairs {
             decoder.push(k, v)?;
         }
-        checker.check(&entry.desc.name, &decoder.finish()?)?;
+        checker
+            .check(&txn, &entry.desc.name, &decoder.finish()?)
+            .await?;
         job.rows_done += pairs.len() as u64;
         job.resume_key = next.clone();
         job.backfilled = next.is_none();
@@ -173,4 +191,12 @@ pub(super) async fn validate(
             }
         }
     }
+}
+
+/// PostgreSQL's error for a NOT NULL that existing rows violate.
+pub(super) fn contains_nulls(column: &str, table: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::NOT_NULL_VIOLATION,
+        format!("column \"{column}\" of relation \"{table}\" contains null values"),
+    )
 }

@@ -12,13 +12,11 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::sql::sqlparser::ast::{ObjectType, Set, Statement};
 use futures::StreamExt;
-use holo_kv::{KvError, Transaction};
-use holo_txn_types::KeyError;
+use holo_kv::Transaction;
 use parking_lot::Mutex;
 
 use crate::catalog::lease::SchemaPin;
 use crate::catalog::provider::TxnSlot;
-use crate::codec::key::table_id_of;
 use crate::ddl;
 use crate::engine::SqlEngine;
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -319,37 +317,6 @@ impl Session {
         result
     }
 
-    /// Maps a KV error to SQL, naming the table and key where possible.
-    pub fn kv_error(&self, e: KvError) -> SqlError {
-        let key = match &e {
-            KvError::Key(KeyError::AlreadyExists { key }) => Some(key.clone()),
-            KvError::Key(KeyError::Conflict(c)) => Some(c.key.clone()),
-            KvError::Key(KeyError::Locked(l)) => Some(l.key.clone()),
-            KvError::LockWaitTimeout { key, .. } => Some(key.clone()),
-            _ => None,
-        };
-        let mut err = SqlError::from(e.clone());
-        let Some(entry) = key
-            .as_deref()
-            .and_then(table_id_of)
-            .and_then(|id| self.engine.catalog().table_by_id(id))
-        else {
-            return err;
-        };
-        let table = &entry.desc.name;
-        match &e {
-            KvError::Key(KeyError::AlreadyExists { key }) => {
-                err = crate::exec::dml::duplicate_key_error(&entry, key);
-            }
-            _ => {
-                err.message = format!(
-                    "could not serialize access due to concurrent update of table \"{table}\""
-                );
-            }
-        }
-        err
-    }
-
     async fn run(
         &self,
         stmt: &Statement,
@@ -380,10 +347,11 @@ impl Session {
                 object_type: ObjectType::Table,
                 if_exists,
                 names,
+                cascade,
                 ..
             } => {
                 self.require_autocommit(autocommit, "DROP TABLE")?;
-                ddl::drop_tables(self.engine.catalog(), names, *if_exists).await?;
+                ddl::drop_tables(self.engine.catalog(), names, *if_exists, *cascade).await?;
                 Ok(StatementOutput::Command {
                     tag: "DROP TABLE".into(),
                     rows: None,
@@ -408,6 +376,23 @@ impl Session {
                 ddl::create_index(self.engine.catalog(), ci, &self.interrupt()).await?;
                 Ok(StatementOutput::Command {
                     tag: "CREATE INDEX".into(),
+                    rows: None,
+                })
+            }
+            Statement::Analyze(a) => {
+                let name = a
+                    .table_name
+                    .as_ref()
+                    .map(ddl::resolve_table_name)
+                    .transpose()?;
+                crate::stats::collect::run(
+                    self.engine.catalog(),
+                    name.as_deref(),
+                    &self.interrupt(),
+                )
+                .await?;
+                Ok(StatementOutput::Command {
+                    tag: "ANALYZE".into(),
                     rows: None,
                 })
             }
@@ -494,6 +479,9 @@ impl Session {
                 return match out {
                     FastOutput::Rows(batch) => rows_of(batch.schema(), vec![batch]),
                     FastOutput::Written(rows) => {
+                        self.engine
+                            .catalog()
+                            .note_writes(fast.entry().desc.id, rows);
                         if autocommit {
                             self.commit_txn(txn).await?;
                         }

@@ -8,9 +8,11 @@ use std::time::Instant;
 use datafusion::sql::sqlparser::ast::{
     TransactionAccessMode, TransactionIsolationLevel, TransactionMode,
 };
-use holo_kv::Transaction;
+use holo_kv::{KvError, Transaction};
+use holo_txn_types::KeyError;
 
 use crate::catalog::lease::SchemaPin;
+use crate::codec::key::table_id_of;
 use crate::error::{SqlError, SqlResult};
 use crate::session::Session;
 use crate::session::output::StatementOutput;
@@ -193,5 +195,36 @@ impl Session {
             tag: "SET".into(),
             rows: None,
         })
+    }
+
+    /// Maps a KV error to SQL, naming the table and key where possible.
+    pub fn kv_error(&self, e: KvError) -> SqlError {
+        let key = match &e {
+            KvError::Key(KeyError::AlreadyExists { key }) => Some(key.clone()),
+            KvError::Key(KeyError::Conflict(c)) => Some(c.key.clone()),
+            KvError::Key(KeyError::Locked(l)) => Some(l.key.clone()),
+            KvError::LockWaitTimeout { key, .. } => Some(key.clone()),
+            _ => None,
+        };
+        let mut err = SqlError::from(e.clone());
+        let Some(entry) = key
+            .as_deref()
+            .and_then(table_id_of)
+            .and_then(|id| self.engine.catalog().table_by_id(id))
+        else {
+            return err;
+        };
+        let table = &entry.desc.name;
+        match &e {
+            KvError::Key(KeyError::AlreadyExists { key }) => {
+                err = crate::exec::dml::duplicate_key_error(&entry, key);
+            }
+            _ => {
+                err.message = format!(
+                    "could not serialize access due to concurrent update of table \"{table}\""
+                );
+            }
+        }
+        err
     }
 }

@@ -142,7 +142,10 @@ async fn index_build_survives_writers_and_a_killed_coordinator() {
         tokio::spawn(async move { c1.batch_execute("CREATE INDEX items_k ON items (k)").await });
     let job_state = |c: Arc<Client>| async move {
         let rows = text_rows(&c, "SHOW JOBS").await;
-        let r = rows.into_iter().next().unwrap();
+        // No job yet: the statement has not made its first step.
+        let Some(r) = rows.into_iter().next() else {
+            return ("none".to_string(), 0);
+        };
         (
             r[3].clone().unwrap(),
             r[5].clone().unwrap().parse::<i64>().unwrap(),

@@ -4,6 +4,7 @@
 
 mod columns;
 mod failover;
+mod foreign_keys;
 mod indexes;
 mod placement;
 
