@@ -91,6 +91,8 @@ impl PgServer {
     ) -> std::io::Result<PgServer> {
         setup_pg_catalog(engine.base_context(), DATABASE_NAME, EmptyContextProvider)
             .map_err(|e| std::io::Error::other(format!("pg_catalog setup: {e}")))?;
+        holo_sql::pg_catalog::install(engine.base_context(), engine.catalog().clone())
+            .map_err(|e| std::io::Error::other(format!("pg_catalog setup: {}", e.message)))?;
         let listener = TcpListener::bind(addr).await?;
         Ok(PgServer {
             listener,

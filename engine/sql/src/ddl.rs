@@ -28,6 +28,7 @@ use crate::catalog::descriptor::{
 use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::types::SqlType;
+pub(crate) use alter_checks::check_columns;
 pub use alter_table::alter_table;
 pub use create_index::{create_index, drop_indexes};
 use indexes::{UniqueSpec, add_unique_indexes};
@@ -440,19 +441,34 @@ pub fn table_descriptor(
 
 /// Runs a CREATE TABLE; `Ok(false)` when it existed and IF NOT EXISTS was
 /// given.
-pub async fn create_table(catalog: &Catalog, ct: &CreateTable) -> SqlResult<bool> {
+/// A table with foreign keys is returned once every node knows them (so a
+/// parent row deleted anywhere after that is checked against its rows);
+/// `interrupt` (the statement's) ends that wait.
+pub async fn create_table(
+    catalog: &Catalog,
+    ct: &CreateTable,
+    interrupt: &crate::interrupt::Interrupt,
+) -> SqlResult<bool> {
     // An existing table ends IF NOT EXISTS before the definition is
     // checked (its index names are then taken by the table itself).
     if ct.if_not_exists && catalog.table(&resolve_table_name(&ct.name)?).is_some() {
         return Ok(false);
     }
+    catalog.refresh_if_stale().await?;
     let desc = table_descriptor(
         catalog.expr_context(),
         ct,
         &|name| catalog.relation_exists(name),
         &|name| catalog.table(name).map(|t| t.desc.clone()),
     )?;
-    catalog.create_table(desc, ct.if_not_exists).await
+    let linked = !desc.foreign_keys.is_empty();
+    let created = catalog.create_table(desc, ct.if_not_exists).await?;
+    if created && linked {
+        catalog
+            .wait_for_version(catalog.stored_version(), interrupt)
+            .await?;
+    }
+    Ok(created)
 }
 
 /// Runs a DROP TABLE of `names`.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use holo_kv::{KvClient, TxnOptions};
@@ -12,6 +12,7 @@ use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_NAME};
 use crate::catalog::provider::HoloCatalogProvider;
 use crate::error::{SqlError, SqlResult};
 use crate::metrics::TxnMetrics;
+use crate::pg_catalog::information_schema::InformationSchema;
 use crate::planner::Planner;
 use crate::types::UTC;
 
@@ -72,7 +73,8 @@ impl SqlEngine {
         let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(DATABASE_NAME, PUBLIC_SCHEMA_NAME)
             .with_create_default_catalog_and_schema(false)
-            .with_information_schema(true)
+            // Ours, with the constraint views (registered below).
+            .with_information_schema(false)
             .with_target_partitions(options.target_partitions.max(1))
             .with_batch_size(options.batch_size.max(1));
         let opts = config.options_mut();
@@ -83,10 +85,10 @@ impl SqlEngine {
         // a binary float that rounds to 1.00).
         opts.sql_parser.parse_float_as_decimal = true;
         let list = Arc::new(MemoryCatalogProviderList::new());
-        list.register_catalog(
-            DATABASE_NAME.to_string(),
-            Arc::new(HoloCatalogProvider::new(catalog.clone())),
-        );
+        let database = Arc::new(HoloCatalogProvider::new(catalog.clone()));
+        list.register_catalog(DATABASE_NAME.to_string(), database.clone());
+        let info = InformationSchema::new(list.clone(), catalog.clone());
+        database.register_schema("information_schema", Arc::new(info))?;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod dml;
 pub mod fast;
+pub(crate) mod fk_actions;
 pub(crate) mod foreign_keys;
 pub mod pushdown;
 pub(crate) mod row_writes;

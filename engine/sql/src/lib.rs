@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod limits;
 pub mod metrics;
 pub mod parse;
+pub mod pg_catalog;
 pub mod planner;
 pub mod ranges;
 pub mod session;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod bulk;
+mod clients;
 mod cluster;
 mod ddl;
 mod dml;

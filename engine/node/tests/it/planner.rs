@@ -63,6 +63,11 @@ async fn statistics_choose_between_an_index_and_a_full_scan() {
     assert!(!p.contains("index=") && p.contains("point lookup"), "{p}");
     let p = plan(&c, "SELECT * FROM ev WHERE id > 100 AND kind = 'rare_40'").await;
     assert!(p.contains("index=ev_kind"), "{p}");
+    // ... and the key predicate still holds on what the index finds.
+    let rows = text_rows(&c, "SELECT count(*) FROM ev WHERE id > 100 AND kind = 'rare_40'").await;
+    assert_eq!(rows[0][0].as_deref(), Some("0"));
+    let rows = text_rows(&c, "SELECT count(*) FROM ev WHERE id > 30 AND kind = 'rare_40'").await;
+    assert_eq!(rows[0][0].as_deref(), Some("1"));
 
     // Both paths give the same rows.
     for (sql, want) in [

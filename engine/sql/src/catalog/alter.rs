@@ -11,8 +11,8 @@ use holo_kv::KvError;
 use holo_txn_types::KeyError;
 
 use super::keys::{
-    desc_id_seq_key, descriptor_key, namespace_key, stats_version_key, table_stats_key,
-    table_stats_prefix,
+    catalog_version_key, desc_id_seq_key, descriptor_key, namespace_key, stats_version_key,
+    table_stats_key, table_stats_prefix,
 };
 use super::{Catalog, TableEntry, json, relation_exists, u64_value};
 use crate::codec::key::{prefix_end, table_prefix};
@@ -95,6 +95,8 @@ impl Catalog {
     /// does not exist and `if_exists` is set. Foreign keys of other tables
     /// that reference it keep it (2BP01), unless `cascade` drops them too.
     pub async fn drop_table(&self, name: &str, if_exists: bool, cascade: bool) -> SqlResult<bool> {
+        // The check of the tables that reference it reads a current cache.
+        self.refresh_if_stale().await?;
         let Some(entry) = self.table(name) else {
             return if if_exists {
                 Ok(false)
@@ -107,6 +109,14 @@ impl Catalog {
         };
         let desc = &entry.desc;
         let txn = self.begin().await?;
+        // A schema change committed since the cache was loaded (a new
+        // table referencing this one): check again on the new catalog.
+        let version = u64_value(txn.get(&catalog_version_key()).await?, "catalog version")?;
+        if version != self.stored_version() {
+            txn.rollback();
+            self.reload().await?;
+            return Box::pin(self.drop_table(name, if_exists, cascade)).await;
+        }
         let linked = !entry.links.is_empty();
         let children: Vec<u32> = entry
             .links
@@ -140,6 +150,7 @@ impl Catalog {
             txn.delete(namespace_key(desc.parent_id, &index.name))?;
         }
         txn.delete(descriptor_key(desc.id))?;
+        txn.delete(table_stats_key(desc.id))?;
         self.bump_version(&txn).await?;
         txn.commit().await?;
         if linked {

@@ -41,6 +41,10 @@ pub struct FkLink {
     pub child_columns: Vec<usize>,
     /// Their names.
     pub child_column_names: Vec<String>,
+    /// Their types.
+    pub child_types: Vec<SqlType>,
+    /// Their defaults (SQL text), for SET DEFAULT.
+    pub child_defaults: Vec<Option<String>>,
     /// The referenced table.
     pub parent_id: u32,
     /// Its name.
@@ -208,6 +212,11 @@ impl FkLink {
             child_column_names: child_columns
                 .iter()
                 .map(|&p| child.columns[p].name.clone())
+                .collect(),
+            child_types: child_columns.iter().map(|&p| child.columns[p].ty).collect(),
+            child_defaults: child_columns
+                .iter()
+                .map(|&p| child.columns[p].default.clone())
                 .collect(),
             child_columns,
             parent_id: parent.id,

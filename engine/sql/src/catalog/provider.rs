@@ -145,23 +145,24 @@ impl TableProvider for HoloTable {
         // Predicates an index scan could use reach `scan` too; DataFusion
         // still applies them to the rows the index leads to.
         let mut by_index = vec![false; filters.len()];
-        if !plan.consumed.iter().any(|&c| c) {
-            for index in self.entry.indexes.iter().filter(|i| i.scannable()) {
-                let p = plan_index_spans(&self.entry, index, filters);
-                by_index
-                    .iter_mut()
-                    .zip(&p.consumed)
-                    .for_each(|(b, &c)| *b |= c);
-            }
+        for index in self.entry.indexes.iter().filter(|i| i.scannable()) {
+            let p = plan_index_spans(&self.entry, index, filters);
+            by_index
+                .iter_mut()
+                .zip(&p.consumed)
+                .for_each(|(b, &c)| *b |= c);
         }
+        // The scan may read an index instead of the primary-key spans
+        // (`exec::access`): the key predicates are then checked again.
+        let index_possible = by_index.iter().any(|&b| b);
         Ok(plan
             .consumed
             .iter()
             .zip(by_index)
             .map(|(&pk, index)| {
-                if pk {
+                if pk && !index_possible {
                     TableProviderFilterPushDown::Exact
-                } else if index {
+                } else if pk || index {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported

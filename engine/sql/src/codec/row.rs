@@ -138,13 +138,24 @@ impl RowCodec {
             }
         }
         for (h, done) in self.hidden.iter().zip(carried) {
+            // A row written by a newer version (where the column is
+            // visible) without a field of it holds NULL there.
             if let Some((before, payload)) = &h.missing
                 && !done
                 && stamp < *before
+                && stamp <= self.schema_version
             {
                 put_uvarint(value, (u64::from(h.id) << 3) | h.wire);
                 value.extend_from_slice(payload);
             }
+        }
+        // The old row was written where the columns are visible: keep its
+        // stamp, so a column it had NULL in (no field) still reads NULL
+        // there rather than the column's missing value.
+        if stamp > self.schema_version
+            && let Some(s) = value.get_mut(1..5)
+        {
+            s.copy_from_slice(&stamp.to_be_bytes());
         }
         Ok(())
     }
@@ -366,6 +377,8 @@ pub(crate) fn key_element(
 ) -> SqlResult<()> {
     let (&tag, rest) = k.split_first().ok_or_else(|| corrupt("truncated key"))?;
     *k = rest;
+    // A column named twice in one key is taken from its first element.
+    let slot = slot.filter(|&s| !filled[s]);
     match (tag, slot) {
         (TAG_NULL, Some(slot)) => {
             builders[slot].append_null();

@@ -48,6 +48,11 @@ fn column_names(expr: &Expr) -> Vec<String> {
     out
 }
 
+/// The columns stored CHECK `sql` refers to (none when it does not parse).
+pub(crate) fn check_columns(sql: &str) -> Vec<String> {
+    parse_check(sql).map_or_else(|_| Vec::new(), |e| column_names(&e))
+}
+
 /// Whether stored CHECK `sql` refers to column `column` (an unparsable
 /// one counts as referring to it).
 pub(super) fn check_references(sql: &str, column: &str) -> bool {

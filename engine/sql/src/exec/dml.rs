@@ -23,7 +23,8 @@ use futures::StreamExt;
 use holo_kv::Transaction;
 use holo_txn_types::MutationOp;
 
-use super::foreign_keys::{Cascade, ParentChange};
+use super::fk_actions::Cascade;
+use super::foreign_keys::ParentChange;
 use super::row_writes::{Deferred, Write, delete_writes, insert_writes, update_writes};
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
@@ -399,7 +400,7 @@ pub async fn execute_dml(
     if changes.is_empty() {
         return Ok(rows);
     }
-    let mut cascade = Cascade::new(planning, txn, catalog, changes);
+    let mut cascade = Cascade::new(planning, txn, changes);
     while let Some(action) = cascade.next().await? {
         let (_, more) = write_rows(planning, txn, catalog, &action, check_now).await?;
         cascade.push(more);

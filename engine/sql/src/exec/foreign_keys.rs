@@ -1,40 +1,26 @@
-//! Foreign keys at write time. A statement's row writes note what the
-//! constraints need ([`FkWork`]): on the child side, the parent keys its
-//! new references lead to; on the parent side, the referenced keys its
-//! deletes and updates take away. Once the statement's writes are buffered,
-//! every parent key is read and locked in the transaction
+//! Foreign keys at write time, the child side. A statement's row writes
+//! note what the constraints need ([`FkWork`]): the parent keys its new
+//! references lead to, and the referenced keys its deletes and updates take
+//! away (for [`super::fk_actions`]). Once the statement's writes are
+//! buffered, every parent key is read and locked in the transaction
 //! ([`check_parents`]): a parent deleted concurrently then conflicts with
 //! the lock, so a child and the deletion of its parent never both commit.
-//! The parent side runs as PostgreSQL's referential-integrity triggers do,
-//! through SQL in the same transaction ([`Cascade`]): cascades and SET NULL
-//! as UPDATE/DELETE statements on the child table (their own foreign keys
-//! acted on in turn), NO ACTION and RESTRICT as a query for a referencing
-//! row, when the statement and its cascades are done.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::compute::kernels::cmp::distinct;
-use datafusion::common::{ParamValues, ScalarValue};
-use datafusion::logical_expr::{DmlStatement, LogicalPlan};
-use datafusion::physical_plan::execute_stream;
-use futures::TryStreamExt;
+use datafusion::common::ScalarValue;
 use holo_kv::Transaction;
 
-use crate::catalog::descriptor::FkAction;
+use crate::catalog::TableEntry;
 use crate::catalog::foreign_keys::{FkLink, ParentRef, describe_values};
-use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::conform;
 use crate::error::{SqlError, SqlResult, sqlstate};
-use crate::planner::PlanContext;
 
 /// Parent keys read at once while checking references.
 const CONCURRENT_READS: usize = 16;
-/// Referenced keys per cascading statement or check query.
-const KEYS_PER_STATEMENT: usize = 256;
-/// Most statements one statement's cascades may run.
-const MAX_CASCADE_STEPS: usize = 100_000;
 
 /// References of one batch of child rows to check.
 #[derive(Debug)]
@@ -49,11 +35,11 @@ struct ChildCheck {
 /// A referenced key that a parent row's delete or update took away.
 #[derive(Debug, Clone)]
 pub(crate) struct ParentChange {
-    link: Arc<FkLink>,
+    pub(crate) link: Arc<FkLink>,
     /// The referenced columns' old values (parent types).
-    old: Vec<ScalarValue>,
+    pub(crate) old: Vec<ScalarValue>,
     /// Their new values, for an update.
-    new: Option<Vec<ScalarValue>>,
+    pub(crate) new: Option<Vec<ScalarValue>>,
 }
 
 /// What a statement's writes leave for its foreign keys.
@@ -210,7 +196,7 @@ impl FkWork {
     }
 
     /// Checks the references (see [`check_parents`]) and returns the
-    /// parent-side changes, for [`Cascade`].
+    /// parent-side changes, for [`super::fk_actions::Cascade`].
     pub(crate) async fn finish(self, txn: &Transaction) -> SqlResult<Vec<ParentChange>> {
         check_parents(txn, self.checks).await?;
         Ok(self.changes)
@@ -296,293 +282,8 @@ async fn read_parents(txn: &Transaction, checks: &[ChildCheck], lock: bool) -> S
     Ok(())
 }
 
-/// Quotes an identifier for SQL text.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// `cols` matching one of `tuples` (values cast to the child columns'
-/// types; a tuple that cannot be cast matches nothing and is left out), as
-/// SQL with its parameters appended to `params`. `None` when nothing can
-/// match.
-fn matching(
-    link: &FkLink,
-    child: &TableEntry,
-    tuples: &[&[ScalarValue]],
-    params: &mut Vec<ScalarValue>,
-) -> Option<String> {
-    let types: Vec<_> = link
-        .child_columns
-        .iter()
-        .map(|&p| child.desc.columns[p].ty.arrow_type())
-        .collect();
-    let cast: Vec<Vec<ScalarValue>> = tuples
-        .iter()
-        .filter_map(|t| {
-            t.iter()
-                .zip(&types)
-                .map(|(v, ty)| v.cast_to(ty).ok().filter(|c| !c.is_null()))
-                .collect::<Option<Vec<_>>>()
-        })
-        .collect();
-    if cast.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = link.child_column_names.iter().map(|n| quote(n)).collect();
-    if let [name] = names.as_slice() {
-        let mut list = Vec::with_capacity(cast.len());
-        for t in cast {
-            params.extend(t);
-            list.push(format!("${}", params.len()));
-        }
-        return Some(format!("{name} IN ({})", list.join(", ")));
-    }
-    let mut alternatives = Vec::with_capacity(cast.len());
-    for t in cast {
-        let mut terms = Vec::with_capacity(names.len());
-        for (name, v) in names.iter().zip(t) {
-            params.push(v);
-            terms.push(format!("{name} = ${}", params.len()));
-        }
-        alternatives.push(format!("({})", terms.join(" AND ")));
-    }
-    Some(alternatives.join(" OR "))
-}
-
-/// Where a statement's parent-side changes stand: [`Cascade::next`] runs
-/// the checks and hands out the statements the actions need; the caller
-/// runs each one and [`Cascade::push`]es the changes it makes.
-pub(crate) struct Cascade<'a> {
-    planning: &'a PlanContext,
-    txn: &'a Transaction,
-    catalog: &'a Catalog,
-    queue: VecDeque<ParentChange>,
-    /// NO ACTION changes, checked when everything else is done.
-    at_end: Vec<ParentChange>,
-    steps: usize,
-}
-
-impl<'a> Cascade<'a> {
-    /// The actions of `changes`, made in `txn`.
-    pub(crate) fn new(
-        planning: &'a PlanContext,
-        txn: &'a Transaction,
-        catalog: &'a Catalog,
-        changes: Vec<ParentChange>,
-    ) -> Cascade<'a> {
-        Cascade {
-            planning,
-            txn,
-            catalog,
-            queue: changes.into(),
-            at_end: Vec::new(),
-            steps: 0,
-        }
-    }
-
-    /// Changes made by a statement [`Cascade::next`] handed out.
-    pub(crate) fn push(&mut self, changes: Vec<ParentChange>) {
-        self.queue.extend(changes);
-    }
-
-    fn child(&self, link: &FkLink) -> SqlResult<Arc<TableEntry>> {
-        self.catalog.table_by_id(link.child_id).ok_or_else(|| {
-            SqlError::new(
-                sqlstate::UNDEFINED_TABLE,
-                format!(
-                    "table \"{}\" of foreign key \"{}\" was dropped",
-                    link.child_name, link.name
-                ),
-            )
-        })
-    }
-
-    /// The next statement to run, or `None` when every action is done and
-    /// every check passed.
-    pub(crate) async fn next(&mut self) -> SqlResult<Option<DmlStatement>> {
-        while let Some(first) = self.queue.pop_front() {
-            self.steps += 1;
-            if self.steps > MAX_CASCADE_STEPS {
-                return Err(SqlError::new(
-                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                    format!(
-                        "foreign-key actions of one statement ran more than {MAX_CASCADE_STEPS} statements"
-                    ),
-                ));
-            }
-            let update = first.new.is_some();
-            let action = if update {
-                first.link.on_update
-            } else {
-                first.link.on_delete
-            };
-            // Changes of the same constraint and kind go together.
-            let mut group = vec![first];
-            let link = group[0].link.clone();
-            if !(update && action == FkAction::Cascade) {
-                let mut rest = VecDeque::with_capacity(self.queue.len());
-                for c in self.queue.drain(..) {
-                    if group.len() < KEYS_PER_STATEMENT
-                        && Arc::ptr_eq(&c.link, &link)
-                        && c.new.is_some() == update
-                    {
-                        group.push(c);
-                    } else {
-                        rest.push_back(c);
-                    }
-                }
-                self.queue = rest;
-            }
-            match action {
-                FkAction::NoAction => self.at_end.extend(group),
-                FkAction::Restrict => self.check_unreferenced(&group, false).await?,
-                FkAction::Cascade | FkAction::SetNull | FkAction::SetDefault => {
-                    if action == FkAction::SetDefault {
-                        // A default that is the key taken away still
-                        // references it (PostgreSQL checks this too).
-                        self.at_end.extend(group.iter().cloned());
-                    }
-                    if let Some(dml) = self.action_statement(&link, action, &group).await? {
-                        return Ok(Some(dml));
-                    }
-                }
-            }
-        }
-        let at_end = std::mem::take(&mut self.at_end);
-        for group in at_end.chunks(KEYS_PER_STATEMENT) {
-            self.check_unreferenced(group, true).await?;
-        }
-        Ok(None)
-    }
-
-    /// The UPDATE or DELETE on the child table that `action` takes for
-    /// `group` (one change for a cascading update).
-    async fn action_statement(
-        &self,
-        link: &FkLink,
-        action: FkAction,
-        group: &[ParentChange],
-    ) -> SqlResult<Option<DmlStatement>> {
-        let child = self.child(link)?;
-        let mut params = Vec::new();
-        let table = quote(&child.desc.name);
-        let set = match (action, &group[0].new) {
-            (FkAction::Cascade, None) => None,
-            (FkAction::Cascade, Some(new)) => {
-                let mut terms = Vec::new();
-                for (name, v) in link.child_column_names.iter().zip(new) {
-                    params.push(v.clone());
-                    terms.push(format!("{} = ${}", quote(name), params.len()));
-                }
-                Some(terms.join(", "))
-            }
-            _ => Some(
-                link.child_columns
-                    .iter()
-                    .map(|&p| {
-                        let column = &child.desc.columns[p];
-                        let value = match (action, &column.default) {
-                            (FkAction::SetDefault, Some(sql)) => sql.clone(),
-                            _ => "NULL".to_string(),
-                        };
-                        format!("{} = {value}", quote(&column.name))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        };
-        let tuples: Vec<&[ScalarValue]> = group.iter().map(|c| c.old.as_slice()).collect();
-        let Some(filter) = matching(link, &child, &tuples, &mut params) else {
-            return Ok(None);
-        };
-        let sql = match set {
-            None => format!("DELETE FROM {table} WHERE {filter}"),
-            Some(set) => format!("UPDATE {table} SET {set} WHERE {filter}"),
-        };
-        match self.plan(&sql, params).await? {
-            LogicalPlan::Dml(dml) => Ok(Some(dml)),
-            _ => Err(SqlError::internal(
-                "a foreign-key action is not a DML statement",
-            )),
-        }
-    }
-
-    async fn plan(&self, sql: &str, params: Vec<ScalarValue>) -> SqlResult<LogicalPlan> {
-        let stmts = crate::parse::parse(sql, None)?;
-        let [stmt] = stmts.as_slice() else {
-            return Err(SqlError::internal(
-                "a foreign-key statement is not one statement",
-            ));
-        };
-        let plan = self.planning.logical(stmt).await?;
-        Ok(plan.with_param_values(ParamValues::from(params))?)
-    }
-
-    /// 23503 when a row of the child table still references one of the
-    /// keys `group` took away. With `reprovided`, a key that the parent
-    /// table holds again (another row took it) is no longer taken away
-    /// (NO ACTION).
-    async fn check_unreferenced(&self, group: &[ParentChange], reprovided: bool) -> SqlResult<()> {
-        let Some(first) = group.first() else {
-            return Ok(());
-        };
-        let link = first.link.clone();
-        let mut keys: Vec<&[ScalarValue]> = Vec::with_capacity(group.len());
-        for change in group {
-            if reprovided && self.parent_holds(change).await? {
-                continue;
-            }
-            keys.push(&change.old);
-        }
-        let child = self.child(&link)?;
-        let mut params = Vec::new();
-        let Some(filter) = matching(&link, &child, &keys, &mut params) else {
-            return Ok(());
-        };
-        let columns: Vec<String> = link.child_column_names.iter().map(|n| quote(n)).collect();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE {filter} LIMIT 1",
-            columns.join(", "),
-            quote(&child.desc.name)
-        );
-        let plan = self.plan(&sql, params).await?;
-        let physical = self.planning.physical(&plan).await?;
-        let batches: Vec<_> = execute_stream(physical, self.planning.state.task_ctx())?
-            .try_collect()
-            .await?;
-        let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(());
-        };
-        Err(SqlError::new(
-            sqlstate::FOREIGN_KEY_VIOLATION,
-            format!(
-                "update or delete on table \"{}\" violates foreign key constraint \"{}\" on table \"{}\"",
-                link.parent_name, link.name, link.child_name
-            ),
-        )
-        .with_detail(format!(
-            "Key {} is still referenced from table \"{}\".",
-            describe_values(&link.parent_column_names, batch.columns(), 0),
-            link.child_name
-        )))
-    }
-
-    /// Whether the parent table holds `change`'s old key again.
-    async fn parent_holds(&self, change: &ParentChange) -> SqlResult<bool> {
-        let arrays = change
-            .old
-            .iter()
-            .map(|v| v.to_array().map_err(SqlError::from))
-            .collect::<SqlResult<Vec<_>>>()?;
-        match change.link.parent_refs(&arrays)?.pop() {
-            Some(ParentRef::Key(key)) => Ok(self.txn.get(&key).await?.is_some()),
-            _ => Ok(false),
-        }
-    }
-}
-
 /// A statement on a fast path never changes a referenced key (see
-/// `FastPlan::detect`): changes left for [`Cascade`] there are a bug.
+/// `FastPlan::detect`): changes left for the actions there are a bug.
 pub(crate) fn expect_no_changes(changes: &[ParentChange]) -> SqlResult<()> {
     if changes.is_empty() {
         Ok(())

@@ -157,6 +157,16 @@ impl HoloScanExec {
     /// Reads the rows `lookup`'s index entries lead to instead of spans of
     /// the primary index.
     pub fn with_index_lookup(mut self, lookup: IndexLookup) -> HoloScanExec {
+        if lookup.index_only {
+            // Entries come in index order, not primary-key order.
+            let properties = PlanProperties::new(
+                EquivalenceProperties::new(self.schema.clone()),
+                Partitioning::UnknownPartitioning(1),
+                EmissionType::Incremental,
+                Boundedness::Bounded,
+            );
+            self.properties = Arc::new(properties);
+        }
         self.lookup = Some(Arc::new(lookup));
         self
     }

@@ -6,6 +6,7 @@
 //! guard ([`dialect`]); and datafusion-pg-catalog's rewrites for the
 //! catalog queries of psql and drivers.
 
+mod catalog_rules;
 pub(crate) mod custom;
 mod dialect;
 mod scan;
@@ -93,12 +94,16 @@ pub fn parse(sql: &str, interrupt: Option<Arc<Interrupt>>) -> SqlResult<Vec<Stat
     if !found.compat {
         return Ok(statements);
     }
-    if found.max_nesting <= COMPAT_MAX_NESTING {
+    let statements = if found.max_nesting <= COMPAT_MAX_NESTING {
         // The text parsed within bounds: the compatibility parser (which
         // also swaps known client query shapes) may parse it again.
-        return COMPAT.parse(sql).map_err(SqlError::from);
-    }
-    Ok(statements.into_iter().map(|s| COMPAT.rewrite(s)).collect())
+        COMPAT
+            .parse(&catalog_rules::substitute(sql))
+            .map_err(SqlError::from)?
+    } else {
+        statements.into_iter().map(|s| COMPAT.rewrite(s)).collect()
+    };
+    Ok(statements.into_iter().map(catalog_rules::rewrite).collect())
 }
 
 /// Tracks how deeply subquery expressions nest.

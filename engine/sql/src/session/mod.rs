@@ -337,7 +337,7 @@ impl Session {
             }
             Statement::CreateTable(ct) => {
                 self.require_autocommit(autocommit, "CREATE TABLE")?;
-                ddl::create_table(self.engine.catalog(), ct).await?;
+                ddl::create_table(self.engine.catalog(), ct, &self.interrupt()).await?;
                 Ok(StatementOutput::Command {
                     tag: "CREATE TABLE".into(),
                     rows: None,

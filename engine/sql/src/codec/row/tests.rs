@@ -118,3 +118,17 @@ fn updates_carry_write_only_columns() {
     later.carry_hidden(&mut value, &old).unwrap();
     assert_eq!(read_c(&public, &key, &value), Some(5));
 }
+
+#[test]
+fn a_null_written_after_a_column_became_visible_stays_null() {
+    // While c is write-only its missing value applies to every older row.
+    let mut hidden = five();
+    hidden.before_version = u32::MAX;
+    let write_only = table(2, Vec::new(), vec![column(3, "c", Some(hidden))]);
+    // Written at version 3, where c is visible, with c NULL (no field).
+    let public = table(3, vec![column(3, "c", Some(five()))], Vec::new());
+    let (key, old) = encode(&public, vec![Some(1), None]);
+    let (_, mut value) = encode(&write_only, vec![Some(2)]);
+    write_only.carry_hidden(&mut value, &old).unwrap();
+    assert_eq!(read_c(&public, &key, &value), None);
+}
