@@ -84,6 +84,11 @@ impl SqlEngine {
         // Numeric literals are exact, as in PostgreSQL (`1.005` is NUMERIC, not
         // a binary float that rounds to 1.00).
         opts.sql_parser.parse_float_as_decimal = true;
+        // A hash join hands its probe side's scan the build side's keys as
+        // an IN list (which the scan reads as point lookups) whenever they
+        // are few; the size limit is of the build side's arrays, which
+        // text keys fill quickly.
+        opts.optimizer.hash_join_inlist_pushdown_max_size = 4 << 20;
         let list = Arc::new(MemoryCatalogProviderList::new());
         let database = Arc::new(HoloCatalogProvider::new(catalog.clone()));
         list.register_catalog(DATABASE_NAME.to_string(), database.clone());

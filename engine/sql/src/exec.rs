@@ -8,6 +8,7 @@ pub mod dml;
 pub mod fast;
 pub(crate) mod fk_actions;
 pub(crate) mod foreign_keys;
+mod join_filter;
 pub mod pushdown;
 pub(crate) mod row_writes;
 pub mod scan;

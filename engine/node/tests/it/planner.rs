@@ -64,9 +64,17 @@ async fn statistics_choose_between_an_index_and_a_full_scan() {
     let p = plan(&c, "SELECT * FROM ev WHERE id > 100 AND kind = 'rare_40'").await;
     assert!(p.contains("index=ev_kind"), "{p}");
     // ... and the key predicate still holds on what the index finds.
-    let rows = text_rows(&c, "SELECT count(*) FROM ev WHERE id > 100 AND kind = 'rare_40'").await;
+    let rows = text_rows(
+        &c,
+        "SELECT count(*) FROM ev WHERE id > 100 AND kind = 'rare_40'",
+    )
+    .await;
     assert_eq!(rows[0][0].as_deref(), Some("0"));
-    let rows = text_rows(&c, "SELECT count(*) FROM ev WHERE id > 30 AND kind = 'rare_40'").await;
+    let rows = text_rows(
+        &c,
+        "SELECT count(*) FROM ev WHERE id > 30 AND kind = 'rare_40'",
+    )
+    .await;
     assert_eq!(rows[0][0].as_deref(), Some("1"));
 
     // Both paths give the same rows.
@@ -92,6 +100,43 @@ async fn statistics_choose_between_an_index_and_a_full_scan() {
         est(&p) == Some(2000) && p.contains("output_rows=2.00 K"),
         "{p}"
     );
+
+    // A join whose other side has few keys reads only those rows: the hash
+    // join's filter on the keys becomes point reads of the primary key, or
+    // lookups in an index.
+    c.batch_execute(
+        "CREATE TABLE picks (id INT PRIMARY KEY, ev_id BIGINT, kind TEXT);
+         INSERT INTO picks VALUES (1, 7, 'rare_40'), (2, 19999, 'rare_60'), (3, 123456789, 'none');
+         ANALYZE picks;",
+    )
+    .await
+    .unwrap();
+    let rows = text_rows(
+        &c,
+        "SELECT p.id, e.n FROM picks p JOIN ev e ON e.id = p.ev_id ORDER BY p.id",
+    )
+    .await;
+    assert_eq!(
+        format!("{rows:?}"),
+        r#"[[Some("1"), Some("7")], [Some("2"), Some("9")]]"#
+    );
+    for sql in [
+        "SELECT p.id, e.n FROM picks p JOIN ev e ON e.id = p.ev_id",
+        "SELECT p.id, e.id FROM picks p JOIN ev e ON e.kind = p.kind",
+    ] {
+        let p = format!(
+            "{:?}",
+            text_rows(&c, &format!("EXPLAIN ANALYZE {sql}")).await
+        );
+        let scan = p
+            .split("\n")
+            .find(|l| l.contains("HoloScanExec: table=ev"))
+            .unwrap_or_default();
+        assert!(
+            scan.contains("join_filter=") && scan.contains("output_rows=2,"),
+            "{sql}: {p}"
+        );
+    }
 
     // A fifth of the table written anew: the statistics refresh by
     // themselves and the new common value is read by a full scan.

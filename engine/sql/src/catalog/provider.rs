@@ -198,7 +198,8 @@ impl TableProvider for HoloTable {
             txn,
             state.config().batch_size(),
         )?
-        .with_estimate(access.est_rows);
+        .with_estimate(access.est_rows)
+        .with_filters(filters.to_vec());
         Ok(Arc::new(match access.lookup {
             Some(l) => scan.with_index_lookup(l),
             None => scan,

@@ -8,7 +8,6 @@
 use datafusion::logical_expr::Expr;
 
 use super::pushdown::{SpanPlan, plan_index_spans, plan_spans};
-use super::scan::IndexLookup;
 use crate::catalog::TableEntry;
 use crate::stats::estimate;
 
@@ -20,6 +19,19 @@ pub const LOOKUP_COST: f64 = 6.0;
 /// of a table analyzed while nearly empty must not make a scan of it look
 /// free once it has grown.
 const MIN_ROWS: f64 = 1000.0;
+
+/// Rows found through a secondary index: the index's spans are read first,
+/// and the rows their entries point to are then read by primary key.
+#[derive(Debug)]
+pub struct IndexLookup {
+    /// Position of the index in [`TableEntry::indexes`].
+    pub index: usize,
+    /// Spans of the index.
+    pub plan: SpanPlan,
+    /// Whether the entries hold every column the scan produces, so the
+    /// rows are not read (an index-only scan).
+    pub index_only: bool,
+}
 
 /// The chosen access path.
 #[derive(Debug)]

@@ -4,43 +4,38 @@
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::Statistics;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr, PhysicalSortExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::filter_pushdown::{
+    ChildPushdownResult, FilterPushdownPhase, FilterPushdownPropagation, PushedDown,
+};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use holo_kv::Transaction;
 
+use super::access::IndexLookup;
+use super::join_filter;
 use super::pushdown::{KeySpan, SpanPlan};
 use crate::catalog::TableEntry;
 use crate::codec::index_decode::IndexDecoder;
 use crate::codec::key::prefix_end;
 use crate::codec::row::RowDecoder;
 use crate::error::SqlError;
-
-/// Rows found through a secondary index: the index's spans are read first,
-/// and the rows their entries point to are then read by primary key.
-#[derive(Debug)]
-pub struct IndexLookup {
-    /// Position of the index in [`TableEntry::indexes`].
-    pub index: usize,
-    /// Spans of the index.
-    pub plan: SpanPlan,
-    /// Whether the entries hold every column the scan produces, so the
-    /// rows are not read (an index-only scan).
-    pub index_only: bool,
-}
 
 /// What turns the pairs a scan reads into batches.
 enum Decoder {
@@ -89,6 +84,63 @@ pub struct HoloScanExec {
     /// Rows the planner expects (with statistics).
     est_rows: Option<f64>,
     metrics: ExecutionPlanMetricsSet,
+    /// The predicates the scan was planned with (for re-planning its spans
+    /// with a join's filter).
+    filters: Vec<Expr>,
+    /// A hash join's filter on this scan's join keys ([`join_filter`]).
+    dynamic: Option<Arc<dyn PhysicalExpr>>,
+    /// Whether rows come out in primary-key order (as declared).
+    pk_ordered: bool,
+}
+
+/// What the streams of a scan read with.
+struct Parts {
+    entry: Arc<TableEntry>,
+    txn: Arc<Transaction>,
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    limit: Option<usize>,
+    batch_size: usize,
+}
+
+type BatchStream = futures::stream::BoxStream<'static, Result<RecordBatch>>;
+
+/// The batches of `plan`'s spans, or of `lookup`'s index.
+fn batches(parts: Parts, plan: Arc<SpanPlan>, lookup: Option<Arc<IndexLookup>>) -> BatchStream {
+    let mut state = ScanState {
+        prefetch: None,
+        txn: parts.txn.clone(),
+        plan,
+        span: 0,
+        cursor: None,
+        decoder: Decoder::Row(parts.entry.codec.decoder(
+            parts.projection.clone(),
+            parts.schema.clone(),
+            parts.batch_size,
+        )),
+        remaining: parts.limit,
+        batch_size: parts.batch_size,
+    };
+    match lookup {
+        None => futures::stream::try_unfold(state, ScanState::next_batch).boxed(),
+        Some(l) if l.index_only => {
+            let index = &parts.entry.indexes[l.index];
+            state.plan = Arc::new(l.plan.clone());
+            state.decoder = Decoder::Index(index.decoder(
+                &parts.projection,
+                parts.schema.clone(),
+                parts.batch_size,
+            ));
+            futures::stream::try_unfold(state, ScanState::next_batch).boxed()
+        }
+        Some(l) => futures::stream::once(async move {
+            let plan = resolve_lookup(parts.txn, parts.entry, l).await?;
+            state.plan = Arc::new(plan);
+            Ok::<_, DataFusionError>(futures::stream::try_unfold(state, ScanState::next_batch))
+        })
+        .try_flatten()
+        .boxed(),
+    }
 }
 
 impl HoloScanExec {
@@ -144,7 +196,47 @@ impl HoloScanExec {
             properties: Arc::new(properties),
             est_rows: None,
             metrics: ExecutionPlanMetricsSet::new(),
+            filters: Vec::new(),
+            dynamic: None,
+            pk_ordered: true,
         })
+    }
+
+    /// The scan remembering the predicates it was planned with.
+    pub fn with_filters(mut self, filters: Vec<Expr>) -> HoloScanExec {
+        self.filters = filters;
+        self
+    }
+
+    /// A copy of the scan that narrows its spans with join filter `d`.
+    fn with_dynamic(&self, d: Arc<dyn PhysicalExpr>) -> HoloScanExec {
+        HoloScanExec {
+            entry: self.entry.clone(),
+            plan: self.plan.clone(),
+            lookup: self.lookup.clone(),
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            limit: self.limit,
+            txn: self.txn.clone(),
+            batch_size: self.batch_size,
+            properties: self.properties.clone(),
+            est_rows: self.est_rows,
+            metrics: ExecutionPlanMetricsSet::new(),
+            filters: self.filters.clone(),
+            dynamic: Some(d),
+            pk_ordered: self.pk_ordered,
+        }
+    }
+
+    fn parts(&self) -> Parts {
+        Parts {
+            entry: self.entry.clone(),
+            txn: self.txn.clone(),
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            limit: self.limit,
+            batch_size: self.batch_size,
+        }
     }
 
     /// The scan with the planner's estimate of its rows (shown by EXPLAIN
@@ -166,6 +258,7 @@ impl HoloScanExec {
                 Boundedness::Bounded,
             );
             self.properties = Arc::new(properties);
+            self.pk_ordered = false;
         }
         self.lookup = Some(Arc::new(lookup));
         self
@@ -246,6 +339,9 @@ impl DisplayAs for HoloScanExec {
         }
         if let Some(rows) = self.est_rows {
             write!(f, ", est_rows={}", rows.round() as u64)?;
+        }
+        if let Some(d) = &self.dynamic {
+            write!(f, ", join_filter={d}")?;
         }
         Ok(())
     }
@@ -392,9 +488,13 @@ impl ExecutionPlan for HoloScanExec {
 
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
+        // The join that publishes the filter sees it used here.
+        match &self.dynamic {
+            Some(d) => f(d),
+            None => Ok(TreeNodeRecursion::Continue),
+        }
     }
 
     fn with_new_children(
@@ -414,58 +514,66 @@ impl ExecutionPlan for HoloScanExec {
                 "HoloScanExec has one partition, got {partition}"
             )));
         }
-        let state = ScanState {
-            prefetch: None,
-            txn: self.txn.clone(),
-            plan: self.plan.clone(),
-            span: 0,
-            cursor: None,
-            decoder: Decoder::Row(self.entry.codec.decoder(
-                self.projection.clone(),
-                self.schema.clone(),
-                self.batch_size,
-            )),
-            remaining: self.limit,
-            batch_size: self.batch_size,
-        };
         let baseline = BaselineMetrics::new(&self.metrics, partition);
-        if let Some(lookup) = self.lookup.as_ref().filter(|l| l.index_only) {
-            let index = &self.entry.indexes[lookup.index];
-            let mut state = state;
-            state.plan = Arc::new(lookup.plan.clone());
-            state.decoder = Decoder::Index(index.decoder(
-                &self.projection,
-                self.schema.clone(),
-                self.batch_size,
-            ));
-            let stream = futures::stream::try_unfold(state, ScanState::next_batch)
-                .map_ok(move |b| counted(&baseline, b));
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(
-                self.schema.clone(),
-                stream,
-            )));
-        }
-        let Some(lookup) = self.lookup.clone() else {
-            let stream = futures::stream::try_unfold(state, ScanState::next_batch)
-                .map_ok(move |b| counted(&baseline, b));
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(
-                self.schema.clone(),
-                stream,
-            )));
+        let parts = self.parts();
+        let stream = match self.dynamic.clone() {
+            None => batches(parts, self.plan.clone(), self.lookup.clone()),
+            Some(dynamic) => {
+                let (filters, plan, lookup) =
+                    (self.filters.clone(), self.plan.clone(), self.lookup.clone());
+                let pk_used = self.plan.consumed.iter().any(|&c| c);
+                let index_only = !self.pk_ordered;
+                futures::stream::once(async move {
+                    let narrowed = join_filter::narrowed(
+                        &parts.entry,
+                        &filters,
+                        &dynamic,
+                        (&parts.schema, &parts.projection),
+                        parts.txn.start_ts(),
+                        pk_used,
+                        index_only,
+                    )
+                    .await;
+                    let (plan, lookup) = match narrowed {
+                        Some(a) => (Arc::new(a.spans), a.lookup.map(Arc::new)),
+                        None => (plan, lookup),
+                    };
+                    Ok::<_, DataFusionError>(batches(parts, plan, lookup))
+                })
+                .try_flatten()
+                .boxed()
+            }
         };
-        let (txn, entry) = (self.txn.clone(), self.entry.clone());
-        let stream = futures::stream::once(async move {
-            let plan = resolve_lookup(txn, entry, lookup).await?;
-            let mut state = state;
-            state.plan = Arc::new(plan);
-            Ok::<_, DataFusionError>(futures::stream::try_unfold(state, ScanState::next_batch))
-        })
-        .try_flatten()
-        .map_ok(move |b| counted(&baseline, b));
+        let stream = stream.map_ok(move |b| counted(&baseline, b));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
         )))
+    }
+
+    fn handle_child_pushdown_result(
+        &self,
+        phase: FilterPushdownPhase,
+        result: ChildPushdownResult,
+        _config: &ConfigOptions,
+    ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
+        // A join's filter on the keys narrows the spans; the join still
+        // checks every row, so no filter is reported as applied here.
+        let dynamic = (phase == FilterPushdownPhase::Post && self.dynamic.is_none())
+            .then(|| {
+                result
+                    .parent_filters
+                    .iter()
+                    .find(|f| join_filter::useful(&self.entry, &self.schema, &f.filter))
+                    .map(|f| f.filter.clone())
+            })
+            .flatten();
+        let unsupported = vec![PushedDown::No; result.parent_filters.len()];
+        let propagation = FilterPushdownPropagation::with_parent_pushdown_result(unsupported);
+        Ok(match dynamic {
+            Some(d) => propagation.with_updated_node(Arc::new(self.with_dynamic(d))),
+            None => propagation,
+        })
     }
 
     fn supports_limit_pushdown(&self) -> bool {

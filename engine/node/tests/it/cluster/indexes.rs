@@ -181,8 +181,16 @@ async fn index_build_survives_writers_and_a_killed_coordinator() {
         assert!(done > 0, "a writer got nothing done ({retried} retried)");
     }
 
-    let plan = text_rows(&c2, "EXPLAIN SELECT id FROM items WHERE k = 1").await;
-    assert!(format!("{plan:?}").contains("index=items_k"), "{plan:?}");
+    // Node 2 learns of the finished job within its catalog poll.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let plan = text_rows(&c2, "EXPLAIN SELECT id FROM items WHERE k = 1").await;
+        if format!("{plan:?}").contains("index=items_k") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{plan:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Every comparison at one snapshot: a write whose outcome its client
     // saw as unknown (40003) may still land meanwhile.
     c2.batch_execute("BEGIN").await.unwrap();
