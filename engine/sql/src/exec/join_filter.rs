@@ -8,7 +8,6 @@
 //! join reads an index for the keys of the other side.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::expr::InList;
@@ -17,14 +16,11 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
     BinaryExpr as PhysicalBinary, Column, DynamicFilterPhysicalExpr, InListExpr, Literal,
 };
+use futures::FutureExt;
 
 use super::access::{Access, choose};
 use super::pushdown::plan_spans;
 use crate::catalog::TableEntry;
-
-/// The longest a scan waits for the build side's filter to be final
-/// before it reads without it.
-const WAIT: Duration = Duration::from_secs(10);
 
 /// The table column `c` (of the scan's output `schema`) names.
 fn column_name<'a>(c: &'a Column, schema: &'a SchemaRef) -> &'a str {
@@ -115,9 +111,10 @@ fn conjuncts(e: &Arc<dyn PhysicalExpr>, schema: &SchemaRef, out: &mut Vec<Expr>)
 /// The access path of a scan of `entry` (output `schema`, table columns
 /// `projection`) under its own `filters` and the final value of join
 /// filter `dynamic`; `None` when that filter tells nothing spans can use.
-/// With `pk_used` (the scan's own predicates fixed primary-key spans,
-/// which DataFusion no longer checks) only primary-key spans are taken;
-/// without `index_only`, an index is read for row keys (the scan promised
+/// `consumed` says which of `filters` the scan's own spans represent
+/// (DataFusion no longer checks those): when any did, only primary-key
+/// spans that still represent every one of them are taken. Without
+/// `index_only`, an index is read for row keys (the scan promised
 /// primary-key order).
 pub(crate) async fn narrowed(
     entry: &TableEntry,
@@ -125,11 +122,14 @@ pub(crate) async fn narrowed(
     dynamic: &Arc<dyn PhysicalExpr>,
     (schema, projection): (&SchemaRef, &[usize]),
     snapshot: holo_txn_types::Timestamp,
-    pk_used: bool,
+    consumed: &[bool],
     index_only: bool,
 ) -> Option<Access> {
     let d = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>()?;
-    tokio::time::timeout(WAIT, d.wait_complete()).await.ok()?;
+    // A hash join reads its probe side only once its filter is final; a
+    // filter that is not (a sort's or an aggregate's, which become final
+    // only after reading everything) tells nothing yet.
+    d.wait_complete().now_or_never()?;
     let current = d.current().ok()?;
     let mut derived = Vec::new();
     conjuncts(&current, schema, &mut derived);
@@ -137,9 +137,13 @@ pub(crate) async fn narrowed(
         return None;
     }
     let all: Vec<&Expr> = filters.iter().chain(derived.iter()).collect();
-    if pk_used {
+    if consumed.iter().any(|&c| c) {
         let spans = plan_spans(entry, &all);
-        return Some(Access {
+        let kept = consumed
+            .iter()
+            .zip(&spans.consumed)
+            .all(|(&before, &now)| !before || now);
+        return kept.then_some(Access {
             spans,
             lookup: None,
             est_rows: None,

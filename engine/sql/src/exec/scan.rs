@@ -208,22 +208,22 @@ impl HoloScanExec {
         self
     }
 
-    /// A copy of the scan that narrows its spans with join filter `d`.
-    fn with_dynamic(&self, d: Arc<dyn PhysicalExpr>) -> HoloScanExec {
+    /// A copy of the scan with join filter `dynamic` and row limit `limit`.
+    fn copy(&self, dynamic: Option<Arc<dyn PhysicalExpr>>, limit: Option<usize>) -> HoloScanExec {
         HoloScanExec {
             entry: self.entry.clone(),
             plan: self.plan.clone(),
             lookup: self.lookup.clone(),
             projection: self.projection.clone(),
             schema: self.schema.clone(),
-            limit: self.limit,
+            limit,
             txn: self.txn.clone(),
             batch_size: self.batch_size,
             properties: self.properties.clone(),
             est_rows: self.est_rows,
             metrics: ExecutionPlanMetricsSet::new(),
             filters: self.filters.clone(),
-            dynamic: Some(d),
+            dynamic,
             pk_ordered: self.pk_ordered,
         }
     }
@@ -521,7 +521,7 @@ impl ExecutionPlan for HoloScanExec {
             Some(dynamic) => {
                 let (filters, plan, lookup) =
                     (self.filters.clone(), self.plan.clone(), self.lookup.clone());
-                let pk_used = self.plan.consumed.iter().any(|&c| c);
+                let consumed = self.plan.consumed.clone();
                 let index_only = !self.pk_ordered;
                 futures::stream::once(async move {
                     let narrowed = join_filter::narrowed(
@@ -530,7 +530,7 @@ impl ExecutionPlan for HoloScanExec {
                         &dynamic,
                         (&parts.schema, &parts.projection),
                         parts.txn.start_ts(),
-                        pk_used,
+                        &consumed,
                         index_only,
                     )
                     .await;
@@ -558,26 +558,42 @@ impl ExecutionPlan for HoloScanExec {
         _config: &ConfigOptions,
     ) -> Result<FilterPushdownPropagation<Arc<dyn ExecutionPlan>>> {
         // A join's filter on the keys narrows the spans; the join still
-        // checks every row, so no filter is reported as applied here.
-        let dynamic = (phase == FilterPushdownPhase::Post && self.dynamic.is_none())
-            .then(|| {
-                result
-                    .parent_filters
-                    .iter()
-                    .find(|f| join_filter::useful(&self.entry, &self.schema, &f.filter))
-                    .map(|f| f.filter.clone())
-            })
-            .flatten();
+        // checks every row, so no filter is reported as applied here. A scan
+        // with a row limit takes none: its first rows are not the first
+        // matching ones.
+        let dynamic =
+            (phase == FilterPushdownPhase::Post && self.dynamic.is_none() && self.limit.is_none())
+                .then(|| {
+                    result
+                        .parent_filters
+                        .iter()
+                        .find(|f| join_filter::useful(&self.entry, &self.schema, &f.filter))
+                        .map(|f| f.filter.clone())
+                })
+                .flatten();
         let unsupported = vec![PushedDown::No; result.parent_filters.len()];
         let propagation = FilterPushdownPropagation::with_parent_pushdown_result(unsupported);
         Ok(match dynamic {
-            Some(d) => propagation.with_updated_node(Arc::new(self.with_dynamic(d))),
+            Some(d) => propagation.with_updated_node(Arc::new(self.copy(Some(d), self.limit))),
             None => propagation,
         })
     }
 
-    fn supports_limit_pushdown(&self) -> bool {
-        true
+    // Not `supports_limit_pushdown`: that says a limit may pass below this
+    // node (to children it has none of), and DataFusion would drop it; a
+    // limit reaches the scan through `with_fetch`.
+    fn with_fetch(&self, limit: Option<usize>) -> Option<Arc<dyn ExecutionPlan>> {
+        let limit = match (self.limit, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Some(Arc::new(self.copy(self.dynamic.clone(), limit)))
+    }
+
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        // A recursive query runs the plan again: the join that published
+        // the filter makes a new one, and this one is stale.
+        Ok(Arc::new(self.copy(None, self.limit)))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

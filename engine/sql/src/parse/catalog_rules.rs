@@ -74,6 +74,7 @@ fn exists_in_projection(query: &mut Query) {
         };
         let _ = visit_expressions_mut(e, |e| {
             if let Expr::Exists { subquery, negated } = &*e
+                && plain_catalog_probe(subquery)
                 && let SetExpr::Select(inner) = subquery.body.as_ref()
             {
                 let from: Vec<String> = inner.from.iter().map(|f| f.to_string()).collect();
@@ -92,6 +93,32 @@ fn exists_in_projection(query: &mut Query) {
             ControlFlow::<()>::Continue(())
         });
     }
+}
+
+/// Whether `q` is `SELECT <constant> FROM <catalog tables> [WHERE ...]`
+/// and nothing more: the form whose EXISTS is the count of its rows.
+fn plain_catalog_probe(q: &Query) -> bool {
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        return false;
+    };
+    let constant = matches!(
+        s.projection.as_slice(),
+        [SelectItem::UnnamedExpr(Expr::Value(_))]
+    );
+    let catalog = s
+        .from
+        .iter()
+        .all(|f| f.to_string().to_ascii_lowercase().contains("pg_"));
+    constant
+        && catalog
+        && !s.from.is_empty()
+        && q.with.is_none()
+        && q.limit_clause.is_none()
+        && q.order_by.is_none()
+        && q.fetch.is_none()
+        && s.having.is_none()
+        && s.distinct.is_none()
+        && matches!(&s.group_by, datafusion::sql::sqlparser::ast::GroupByExpr::Expressions(g, _) if g.is_empty())
 }
 
 /// The statement with the rewrites above.
@@ -166,9 +193,12 @@ mod tests {
             "SELECT holo_relname(conrelid) FROM pg_constraint"
         );
         assert_eq!(
-            one("SELECT a AND EXISTS (SELECT 1 FROM c WHERE c.x = i.y) AS d FROM i"),
-            "SELECT a AND coalesce((SELECT count(*) > 0 FROM c WHERE c.x = i.y), false) AS d FROM i"
+            one("SELECT a AND EXISTS (SELECT 1 FROM pg_c WHERE pg_c.x = i.y) AS d FROM i"),
+            "SELECT a AND coalesce((SELECT count(*) > 0 FROM pg_c WHERE pg_c.x = i.y), false) AS d FROM i"
         );
+        // Anything more than a probe of catalog rows is left alone.
+        let agg = "SELECT EXISTS (SELECT max(x) FROM pg_c WHERE false) FROM i";
+        assert_eq!(one(agg), agg);
         assert_eq!(
             one("SELECT generate_subscripts(i.indkey, 1) FROM pg_index AS i"),
             "SELECT unnest(generate_series(1, array_length(i.indkey, 1))) FROM pg_index AS i"

@@ -110,7 +110,11 @@ impl ScalarUDFImpl for Describe {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
         let oids = ints(&arrays, 0)?;
         // pg_get_indexdef(oid, column, pretty); the others (oid, pretty).
         let (column, pretty_at) = match self.kind {
@@ -235,6 +239,7 @@ fn pg_size_pretty() -> ScalarUDF {
         DataType::Utf8,
         Volatility::Immutable,
         Arc::new(|args: &[ColumnarValue]| {
+            let scalar = matches!(args[0], ColumnarValue::Scalar(_));
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let sizes = arrays[0].as_primitive::<Int64Type>();
             let mut out = StringBuilder::new();
@@ -245,7 +250,13 @@ fn pg_size_pretty() -> ScalarUDF {
                     out.append_value(size_pretty(sizes.value(i)));
                 }
             }
-            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+            let array: ArrayRef = Arc::new(out.finish());
+            if scalar {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &array, 0,
+                )?));
+            }
+            Ok(ColumnarValue::Array(array))
         }),
     )
 }
@@ -260,6 +271,7 @@ fn pg_table_size(catalog: &Arc<Catalog>) -> ScalarUDF {
         DataType::Int64,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
+            let scalar = matches!(args[0], ColumnarValue::Scalar(_));
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let oids = arrays[0].as_primitive::<Int64Type>();
             let sizes: datafusion::arrow::array::Int64Array = (0..oids.len())
@@ -277,7 +289,13 @@ fn pg_table_size(catalog: &Arc<Catalog>) -> ScalarUDF {
                     }))
                 })
                 .collect();
-            Ok(ColumnarValue::Array(Arc::new(sizes)))
+            let array: ArrayRef = Arc::new(sizes);
+            if scalar {
+                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                    &array, 0,
+                )?));
+            }
+            Ok(ColumnarValue::Array(array))
         }),
     )
 }
