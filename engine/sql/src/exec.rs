@@ -12,3 +12,4 @@ mod join_filter;
 pub mod pushdown;
 pub(crate) mod row_writes;
 pub mod scan;
+mod scan_read;
