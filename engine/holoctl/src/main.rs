@@ -25,7 +25,8 @@ struct Cli {
     /// Internal RPC address of any node.
     #[arg(long, env = "HOLO_HOST", default_value = "127.0.0.1:26257")]
     host: String,
-    /// How long to wait for each node's answer.
+    /// How long to wait for each node's answer (split, merge and
+    /// transfer-lease wait at least 30 s: they answer once done).
     #[arg(long, default_value = "5")]
     timeout_secs: u64,
     #[command(subcommand)]
@@ -81,6 +82,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// The least time given to an operation that waits for the cluster (see
+/// [`Ctl::call_operation`]).
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 struct Ctl {
     rpc: Arc<RpcClient>,
     host: String,
@@ -89,8 +94,26 @@ struct Ctl {
 
 impl Ctl {
     async fn call(&self, addr: &str, req: Request) -> Result<Response, String> {
+        self.call_within(addr, req, self.timeout).await
+    }
+
+    /// For operations that run until the cluster has done them (a lease
+    /// transfer campaigns for up to three election timeouts plus 2 s, a
+    /// merge freezes and waits for both ranges): `--timeout-secs` or
+    /// [`OPERATION_TIMEOUT`], whichever is longer.
+    async fn call_operation(&self, addr: &str, req: Request) -> Result<Response, String> {
+        self.call_within(addr, req, self.timeout.max(OPERATION_TIMEOUT))
+            .await
+    }
+
+    async fn call_within(
+        &self,
+        addr: &str,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response, String> {
         self.rpc
-            .call(0, addr, &req, self.timeout)
+            .call(0, addr, &req, timeout)
             .await
             .map_err(|e| format!("{addr}: {e}"))
     }
@@ -218,7 +241,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Split { key } => {
             let bytes = parse_hex(&key)?;
-            ctl.call(
+            ctl.call_operation(
                 &ctl.host,
                 Request::from(AdminRequest::AdminSplit { key: bytes }),
             )
@@ -240,7 +263,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Merge { key } => {
             let bytes = parse_hex(&key)?;
-            ctl.call(
+            ctl.call_operation(
                 &ctl.host,
                 Request::from(AdminRequest::AdminMerge { key: bytes }),
             )
@@ -248,7 +271,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("merged the range holding {key} with its right-hand neighbour");
         }
         Cmd::TransferLease { range, node } => {
-            ctl.call(
+            ctl.call_operation(
                 &ctl.host,
                 Request::from(AdminRequest::TransferLease {
                     range: RangeId(range),

@@ -137,6 +137,12 @@ pub fn response(
         StatementOutput::Rows(stream) => {
             Response::Query(query_response(stream, format, session, deadline)?)
         }
+        StatementOutput::Returned { tag, rows } => {
+            let mut q = query_response(rows, format, session, deadline)?;
+            // pgwire appends the row count: `INSERT 0 n` as PostgreSQL.
+            q.set_command_tag(if tag == "INSERT" { "INSERT 0" } else { &tag });
+            Response::Query(q)
+        }
         StatementOutput::Command { tag, rows } => {
             let mut t = Tag::new(&tag);
             if tag == "INSERT" {

@@ -7,6 +7,7 @@ pub mod foreign_keys;
 pub mod keys;
 pub mod lease;
 pub mod provider;
+mod sequences;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,8 @@ use crate::codec::key::prefix_end;
 use crate::codec::row::RowCodec;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use descriptor::{
-    DESCRIPTOR_FORMAT, DatabaseDescriptor, Descriptor, SchemaDescriptor, TableDescriptor,
+    DESCRIPTOR_FORMAT, DatabaseDescriptor, Descriptor, SchemaDescriptor, SequenceDescriptor,
+    TableDescriptor,
 };
 use keys::{
     DATABASE_ID, DATABASE_NAME, FIRST_USER_ID, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME,
@@ -169,6 +171,7 @@ pub fn relation_exists(name: &str) -> SqlError {
 struct Cache {
     by_name: HashMap<String, Arc<TableEntry>>,
     by_id: HashMap<u32, Arc<TableEntry>>,
+    sequences: HashMap<String, Arc<SequenceDescriptor>>,
 }
 
 /// The catalog of the database: loads descriptors from the store, applies
@@ -187,6 +190,8 @@ pub struct Catalog {
     /// Rows written per table by this node since its statistics were last
     /// collected here (for automatic ANALYZE).
     modified: parking_lot::Mutex<HashMap<u32, u64>>,
+    /// This node's blocks of sequence values.
+    sequence_values: Arc<crate::sequences::Sequences>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -225,6 +230,7 @@ impl Catalog {
             version: std::sync::atomic::AtomicU64::new(0),
             stored_version: std::sync::atomic::AtomicU64::new(0),
             stats_version: std::sync::atomic::AtomicU64::new(0),
+            sequence_values: crate::sequences::Sequences::new(kv.clone(), txn_options.clone()),
             kv,
             txn_options,
             expr_ctx: SessionContext::new(),
@@ -232,6 +238,10 @@ impl Catalog {
             leases: lease::SchemaLeases::new(node_id),
             modified: parking_lot::Mutex::new(HashMap::new()),
         });
+        // Column defaults (`nextval('t_id_seq')`) are planned here.
+        for f in crate::sequences::udfs::functions(&catalog, None) {
+            catalog.expr_ctx.register_udf(f.as_ref().clone());
+        }
         catalog.bootstrap().await?;
         catalog.reload().await?;
         // Without a lease the node serves reads but commits no writes; the
@@ -393,13 +403,18 @@ impl Catalog {
         let end = prefix_end(&prefix);
         let mut start = prefix.clone();
         let mut tables = Vec::new();
+        let mut sequences = HashMap::new();
         loop {
             let (pairs, next) = txn.scan_chunk(&start, &end, 1024).await?;
             for (_, value) in pairs {
                 let desc: Descriptor = serde_json::from_slice(&value)
                     .map_err(|e| SqlError::internal(format!("corrupt descriptor: {e}")))?;
-                if let Descriptor::Table(t) = desc {
-                    tables.push(t);
+                match desc {
+                    Descriptor::Table(t) => tables.push(t),
+                    Descriptor::Sequence(s) => {
+                        sequences.insert(s.name.clone(), Arc::new(s));
+                    }
+                    Descriptor::Database(_) | Descriptor::Schema(_) => {}
                 }
             }
             match next {
@@ -409,7 +424,10 @@ impl Catalog {
         }
         let mut stats = self.load_stats(&txn).await?;
         let mut links = foreign_keys::link_tables(&tables);
-        let mut cache = Cache::default();
+        let mut cache = Cache {
+            sequences,
+            ..Cache::default()
+        };
         for t in tables {
             let table_links = links.remove(&t.id).unwrap_or_default();
             let mut entry = TableEntry::new(t, &self.expr_ctx)?.with_links(table_links);
@@ -503,11 +521,13 @@ impl Catalog {
     /// `name` exists in the schema, as far as this node's cache knows (the
     /// commit of a new name checks it against the store).
     pub fn relation_exists(&self, name: &str) -> bool {
-        self.cache.read().by_name.values().any(|t| {
-            t.desc.name == name
-                || t.desc.primary_key.name == name
-                || t.desc.indexes.iter().any(|i| i.name == name)
-        })
+        let cache = self.cache.read();
+        cache.sequences.contains_key(name)
+            || cache.by_name.values().any(|t| {
+                t.desc.name == name
+                    || t.desc.primary_key.name == name
+                    || t.desc.indexes.iter().any(|i| i.name == name)
+            })
     }
 
     /// The table holding the secondary index called `name`.

@@ -7,6 +7,7 @@ mod alter_table;
 mod create_index;
 mod foreign_keys;
 mod indexes;
+mod sequences;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,7 +24,8 @@ use datafusion::sql::sqlparser::ast::{
 
 use crate::catalog::Catalog;
 use crate::catalog::descriptor::{
-    CheckDescriptor, ColumnDescriptor, DESCRIPTOR_FORMAT, PrimaryKeyDescriptor, TableDescriptor,
+    CheckDescriptor, ColumnDescriptor, DESCRIPTOR_FORMAT, PrimaryKeyDescriptor, SequenceDescriptor,
+    TableDescriptor,
 };
 use crate::catalog::keys::{DATABASE_NAME, PUBLIC_SCHEMA_ID, PUBLIC_SCHEMA_NAME};
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -32,6 +34,7 @@ pub(crate) use alter_checks::check_columns;
 pub use alter_table::alter_table;
 pub use create_index::{create_index, drop_indexes};
 use indexes::{UniqueSpec, add_unique_indexes};
+pub use sequences::{create_sequence, drop_sequences};
 
 /// Resolves a possibly qualified table name (`t`, `public.t`,
 /// `holo.public.t`) to the table name in `public`.
@@ -106,6 +109,11 @@ fn is_constant_default(expr: &SqlExpr) -> bool {
         SqlExpr::Value(_) | SqlExpr::TypedString(_) => true,
         SqlExpr::UnaryOp { expr, .. } | SqlExpr::Nested(expr) => is_constant_default(expr),
         SqlExpr::Cast { expr, .. } => is_constant_default(expr),
+        SqlExpr::Function(f) if f.name.to_string().eq_ignore_ascii_case("nextval") => {
+            // nextval('seq') or nextval('seq'::regclass), as pg_dump writes it.
+            let arg = f.args.to_string();
+            arg.starts_with("('") && (arg.ends_with("')") || arg.ends_with("'::regclass)"))
+        }
         SqlExpr::Function(f) => {
             let name = f.name.to_string().to_lowercase();
             matches!(
@@ -233,7 +241,10 @@ pub(crate) fn column_descriptor<'a>(
     id: u32,
 ) -> SqlResult<(ColumnDescriptor, Vec<&'a ast::ColumnOptionDef>)> {
     let name = ident_name(&col.name);
-    let ty = SqlType::from_ast(&col.data_type)?;
+    let ty = match sequences::serial_type(&col.data_type) {
+        Some(ty) => ty,
+        None => SqlType::from_ast(&col.data_type)?,
+    };
     let mut column = ColumnDescriptor {
         id,
         name: name.clone(),
@@ -265,14 +276,15 @@ pub(crate) fn column_descriptor<'a>(
 }
 
 /// The descriptor of a CREATE TABLE `ct` (id and version are assigned by
-/// the catalog), validated; `taken` tells whether a relation name is in use
-/// in the schema (for the names of the indexes the table makes).
+/// the catalog), validated, and the sequences of its `SERIAL` columns;
+/// `taken` tells whether a relation name is in use in the schema (for the
+/// names of the indexes and sequences the table makes).
 pub fn table_descriptor(
     ctx: &SessionContext,
     ct: &CreateTable,
     taken: &dyn Fn(&str) -> bool,
     tables: &dyn Fn(&str) -> Option<TableDescriptor>,
-) -> SqlResult<TableDescriptor> {
+) -> SqlResult<(TableDescriptor, Vec<SequenceDescriptor>)> {
     if ct.or_replace {
         return Err(unsupported_clause("OR REPLACE"));
     }
@@ -317,6 +329,7 @@ pub fn table_descriptor(
     let mut check_sql: Vec<(Option<String>, String, Option<String>)> = Vec::new();
     let mut foreign: Vec<(&ast::ForeignKeyConstraint, Option<String>, Option<String>)> = Vec::new();
     let mut seen = HashSet::new();
+    let mut serial_columns = Vec::new();
     let set_pk = |pk: &mut Option<Vec<String>>, cols: Vec<String>| {
         if pk.is_some() {
             return Err(SqlError::new(
@@ -336,6 +349,9 @@ pub fn table_descriptor(
             ));
         }
         let (column, constraints) = column_descriptor(ctx, col, desc.next_column_id)?;
+        if sequences::serial_type(&col.data_type).is_some() {
+            serial_columns.push(column.id);
+        }
         desc.next_column_id += 1;
         for opt in constraints {
             match &opt.option {
@@ -425,6 +441,20 @@ pub fn table_descriptor(
     }
     add_unique_indexes(&mut desc, uniques, &mut used_names, taken)?;
     used_names.insert(desc.primary_key.name.clone());
+    let mut serials = Vec::new();
+    for id in serial_columns {
+        let ty = desc
+            .column_by_id(id)
+            .map(|c| c.ty)
+            .unwrap_or(SqlType::BigInt);
+        serials.push(sequences::make_serial(
+            &mut desc,
+            id,
+            ty,
+            taken,
+            &mut used_names,
+        )?);
+    }
     for (fk, given, column) in foreign {
         let fk = foreign_keys::foreign_key_descriptor(
             &desc,
@@ -436,7 +466,7 @@ pub fn table_descriptor(
         )?;
         desc.foreign_keys.push(fk);
     }
-    Ok(desc)
+    Ok((desc, serials))
 }
 
 /// Runs a CREATE TABLE; `Ok(false)` when it existed and IF NOT EXISTS was
@@ -455,14 +485,16 @@ pub async fn create_table(
         return Ok(false);
     }
     catalog.refresh_if_stale().await?;
-    let desc = table_descriptor(
+    let (desc, serials) = table_descriptor(
         catalog.expr_context(),
         ct,
         &|name| catalog.relation_exists(name),
         &|name| catalog.table(name).map(|t| t.desc.clone()),
     )?;
     let linked = !desc.foreign_keys.is_empty();
-    let created = catalog.create_table(desc, ct.if_not_exists).await?;
+    let created = catalog
+        .create_table(desc, serials, ct.if_not_exists)
+        .await?;
     if created && linked {
         catalog
             .wait_for_version(catalog.stored_version(), interrupt)

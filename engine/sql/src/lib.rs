@@ -21,6 +21,7 @@ pub mod parse;
 pub mod pg_catalog;
 pub mod planner;
 pub mod ranges;
+pub mod sequences;
 pub mod session;
 pub mod stats;
 pub mod types;

@@ -100,3 +100,59 @@ async fn scans_longer_than_one_batch_with_own_writes() {
         .get(0);
     assert_eq!(n, 30000);
 }
+
+#[tokio::test]
+async fn returning_on_the_extended_protocol() {
+    let node = TestNode::start();
+    let c = node.client().await;
+    c.batch_execute(
+        "CREATE TABLE notes (id BIGINT PRIMARY KEY, body TEXT NOT NULL, n INT DEFAULT 1)",
+    )
+    .await
+    .unwrap();
+    // Described result columns and typed parameters, as drivers prepare.
+    let insert = c
+        .prepare(
+            "INSERT INTO notes (id, body) VALUES ($1, $2) RETURNING id, n, body || '!' AS loud",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = insert.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["id", "n", "loud"]);
+    for id in 1..=3i64 {
+        let row = c
+            .query_one(&insert, &[&id, &format!("note {id}")])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), id);
+        assert_eq!(row.get::<_, i32>(1), 1);
+        assert_eq!(row.get::<_, String>(2), format!("note {id}!"));
+    }
+    // The command tag counts the rows (`UPDATE 2`): execute() reads it.
+    let updated = c
+        .execute(
+            "UPDATE notes SET n = n + $1 WHERE id >= 2 RETURNING id",
+            &[&5i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 2);
+    let deleted = c
+        .query("DELETE FROM notes WHERE id <> $1 RETURNING n, id", &[&2i64])
+        .await
+        .unwrap();
+    let mut got: Vec<(i32, i64)> = deleted.iter().map(|r| (r.get(0), r.get(1))).collect();
+    got.sort();
+    assert_eq!(got, [(1, 1), (6, 3)]);
+    assert_eq!(count(&c, "notes").await, 1);
+    // Simple protocol: the tag is PostgreSQL's `INSERT 0 n`.
+    let messages = c
+        .simple_query("INSERT INTO notes VALUES (7, 'x', 0), (8, 'y', 0) RETURNING id")
+        .await
+        .unwrap();
+    let tag = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+        _ => None,
+    });
+    assert_eq!(tag, Some(2));
+}

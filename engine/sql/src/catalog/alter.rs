@@ -4,15 +4,15 @@
 
 use holo_kv::Transaction;
 
-use super::descriptor::{Descriptor, TableDescriptor};
+use super::descriptor::{Descriptor, SequenceDescriptor, TableDescriptor};
 use std::sync::Arc;
 
 use holo_kv::KvError;
 use holo_txn_types::KeyError;
 
 use super::keys::{
-    catalog_version_key, desc_id_seq_key, descriptor_key, namespace_key, stats_version_key,
-    table_stats_key, table_stats_prefix,
+    catalog_version_key, descriptor_key, namespace_key, stats_version_key, table_stats_key,
+    table_stats_prefix,
 };
 use super::{Catalog, TableEntry, json, relation_exists, u64_value};
 use crate::codec::key::{prefix_end, table_prefix};
@@ -151,9 +151,16 @@ impl Catalog {
         }
         txn.delete(descriptor_key(desc.id))?;
         txn.delete(table_stats_key(desc.id))?;
+        let owned = self.owned_sequences(desc.id);
+        for seq in &owned {
+            self.delete_sequence(&txn, seq)?;
+        }
         self.bump_version(&txn).await?;
         txn.commit().await?;
-        if linked {
+        for seq in &owned {
+            self.sequence_values.forget(seq.id);
+        }
+        if linked || !owned.is_empty() {
             self.reload().await?;
         } else {
             {
@@ -229,11 +236,13 @@ impl Catalog {
 }
 
 impl Catalog {
-    /// Creates a table from `desc` (its id and version are assigned here).
-    /// Returns `Ok(false)` when the name exists and `if_not_exists` is set.
+    /// Creates a table from `desc` (its id and version are assigned here),
+    /// with the sequences its `SERIAL` columns own. Returns `Ok(false)`
+    /// when the name exists and `if_not_exists` is set.
     pub async fn create_table(
         &self,
         mut desc: TableDescriptor,
+        mut serials: Vec<SequenceDescriptor>,
         if_not_exists: bool,
     ) -> SqlResult<bool> {
         let exists = || {
@@ -250,10 +259,7 @@ impl Catalog {
             };
         }
         let txn = self.begin().await?;
-        let next = u64_value(txn.get(&desc_id_seq_key()).await?, "descriptor id sequence")?;
-        let id = u32::try_from(next).map_err(|_| {
-            SqlError::new(sqlstate::PROGRAM_LIMIT_EXCEEDED, "descriptor ids exhausted")
-        })?;
+        let id = self.take_ids(&txn, 1 + serials.len() as u64).await?;
         desc.id = id;
         desc.version = 1;
         // A self-reference was declared before the table had an id (0).
@@ -262,7 +268,13 @@ impl Catalog {
         }
         // Validate the whole entry (codec, defaults) before writing anything.
         let entry = Arc::new(TableEntry::new(desc.clone(), &self.expr_ctx)?);
-        txn.put(desc_id_seq_key(), (next + 1).to_be_bytes().to_vec())?;
+        for (seq, seq_id) in serials.iter_mut().zip(id + 1..) {
+            seq.id = seq_id;
+            if let Some(owner) = &mut seq.owned_by {
+                owner.table_id = id;
+            }
+            self.put_sequence(&txn, seq)?;
+        }
         txn.insert(
             namespace_key(desc.parent_id, &desc.name),
             id.to_be_bytes().to_vec(),
@@ -280,13 +292,15 @@ impl Catalog {
         match txn.commit().await {
             Ok(_) => {}
             Err(KvError::Key(KeyError::AlreadyExists { key }))
-                if let Some(index) = desc
+                if let Some(name) = desc
                     .indexes
                     .iter()
-                    .find(|i| key == namespace_key(desc.parent_id, &i.name)) =>
+                    .map(|i| &i.name)
+                    .chain(serials.iter().map(|s| &s.name))
+                    .find(|n| key == namespace_key(desc.parent_id, n)) =>
             {
                 self.reload().await?;
-                return Err(relation_exists(&index.name));
+                return Err(relation_exists(name));
             }
             Err(KvError::Key(KeyError::AlreadyExists { .. })) => {
                 self.reload().await?;
@@ -298,8 +312,9 @@ impl Catalog {
             }
             Err(e) => return Err(e.into()),
         }
-        if !desc.foreign_keys.is_empty() {
-            // The referenced tables' entries learn of the new constraints.
+        if !desc.foreign_keys.is_empty() || !serials.is_empty() {
+            // The referenced tables' entries learn of the new constraints;
+            // the cache, of the new sequences.
             self.reload().await?;
             return Ok(true);
         }

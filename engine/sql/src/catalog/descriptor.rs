@@ -21,6 +21,8 @@ pub enum Descriptor {
     Schema(SchemaDescriptor),
     /// A table inside a schema.
     Table(TableDescriptor),
+    /// A sequence inside a schema.
+    Sequence(SequenceDescriptor),
 }
 
 impl Descriptor {
@@ -30,6 +32,7 @@ impl Descriptor {
             Descriptor::Database(d) => d.id,
             Descriptor::Schema(s) => s.id,
             Descriptor::Table(t) => t.id,
+            Descriptor::Sequence(s) => s.id,
         }
     }
 }
@@ -305,4 +308,45 @@ impl TableDescriptor {
     pub fn is_pk(&self, id: u32) -> bool {
         self.primary_key.column_ids.contains(&id)
     }
+}
+
+/// A sequence: its options; its current value lives under its own key
+/// (`keys::sequence_value_key`), outside the descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceDescriptor {
+    /// Descriptor format version.
+    pub format: u32,
+    /// Descriptor id.
+    pub id: u32,
+    /// Name (a relation name of its schema).
+    pub name: String,
+    /// Id of the schema holding it.
+    pub parent_id: u32,
+    /// `smallint`, `integer` or `bigint`.
+    #[serde(flatten)]
+    pub ty: SqlType,
+    /// First value.
+    pub start: i64,
+    /// Step (never 0).
+    pub increment: i64,
+    /// Least value.
+    pub min: i64,
+    /// Greatest value.
+    pub max: i64,
+    /// Values a session may take at once (PostgreSQL's CACHE).
+    pub cache: i64,
+    /// Whether it wraps around at its bound.
+    pub cycle: bool,
+    /// The column it serves (`SERIAL`, `OWNED BY`): dropped with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_by: Option<SequenceOwner>,
+}
+
+/// The table column owning a sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceOwner {
+    /// The table.
+    pub table_id: u32,
+    /// The column.
+    pub column_id: u32,
 }

@@ -5,6 +5,9 @@
 //! 0x02 "catalog_version"               -> catalog version (u64 BE)
 //! 0x02 "table_stats/" <id: u32 BE>     -> statistics of table `id` (JSON)
 //! 0x02 "stats_version"                 -> bumped by every ANALYZE (u64 BE)
+//! 0x02 "seq/" <id: u32 BE>             -> sequence `id`'s last value handed
+//!                                         out (i64 BE) and whether it was
+//!                                         (1 byte)
 //! 0x03 0x01 <id: u32 BE>               -> descriptor (JSON)
 //! 0x03 0x02 <parent: u32 BE> <name>    -> descriptor id (u32 BE)
 //! ```
@@ -82,5 +85,13 @@ pub fn table_stats_key(id: u32) -> Vec<u8> {
 pub fn stats_version_key() -> Vec<u8> {
     let mut k = vec![SYSTEM_PREFIX];
     k.extend_from_slice(b"stats_version");
+    k
+}
+
+/// Key of sequence `id`'s state (see the module's table).
+pub fn sequence_value_key(id: u32) -> Vec<u8> {
+    let mut k = vec![SYSTEM_PREFIX];
+    k.extend_from_slice(b"seq/");
+    k.extend_from_slice(&id.to_be_bytes());
     k
 }

@@ -216,6 +216,11 @@ fn plan(
                     Err(column_exists(&name, &table))
                 };
             }
+            if super::sequences::serial_type(&column_def.data_type).is_some() {
+                return Err(SqlError::unsupported(
+                    "ALTER TABLE ... ADD COLUMN of a SERIAL column is not supported",
+                ));
+            }
             let ctx = catalog.expr_context();
             let (mut column, constraints) =
                 column_descriptor(ctx, column_def, desc.next_column_id)?;

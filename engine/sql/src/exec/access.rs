@@ -2,7 +2,8 @@
 //! index, or the whole table. With statistics (`ANALYZE`) the cheapest by
 //! estimated rows read wins: a row read through a secondary index (its
 //! entry, then a point read of the row) costs [`LOOKUP_COST`] rows of a
-//! scan. Without statistics a primary-key predicate wins, then the index
+//! scan, an entry of an index-only scan [`INDEX_ONLY_COST`]. Without
+//! statistics a primary-key predicate wins, then the index
 //! whose key the most predicates constrain (a unique one on a tie).
 
 use datafusion::logical_expr::Expr;
@@ -14,6 +15,10 @@ use crate::stats::estimate;
 /// Rows of a scan that one row read through a secondary index costs as
 /// much as (measured: `docs/performance.md`, "Index or scan").
 pub const LOOKUP_COST: f64 = 6.0;
+
+/// What one entry of an index-only scan costs, in rows of a table scan:
+/// entries hold fewer columns than rows.
+pub const INDEX_ONLY_COST: f64 = 0.5;
 
 /// Tables are costed as holding at least this many rows: the statistics
 /// of a table analyzed while nearly empty must not make a scan of it look
@@ -114,7 +119,11 @@ pub fn choose(
         .into_iter()
         .map(|(pos, plan)| {
             let index_only = entry.indexes[pos].covers(projection);
-            let per_row = if index_only { 1.0 } else { LOOKUP_COST };
+            let per_row = if index_only {
+                INDEX_ONLY_COST
+            } else {
+                LOOKUP_COST
+            };
             (rows_of(&plan) * per_row, pos, plan, index_only)
         })
         .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

@@ -386,14 +386,17 @@ pub(crate) fn check_fails(expr: &dyn PhysicalExpr, batch: &RecordBatch) -> SqlRe
 /// With `check_now`, inserted keys are checked against the snapshot before
 /// the statement returns (PostgreSQL reports duplicates at once inside a
 /// transaction block); otherwise the commit that follows checks them.
+/// With `returned`, the rows written (new rows; a DELETE's old rows) are
+/// added to it, columns in table order, for RETURNING.
 pub async fn execute_dml(
     planning: &PlanContext,
     txn: &Transaction,
     catalog: &Catalog,
     dml: &DmlStatement,
     check_now: bool,
+    returned: Option<&mut Vec<Vec<ArrayRef>>>,
 ) -> SqlResult<u64> {
-    let (rows, changes) = write_rows(planning, txn, catalog, dml, check_now).await?;
+    let (rows, changes) = write_rows(planning, txn, catalog, dml, check_now, returned).await?;
     if let Ok(entry) = target_table(catalog, dml) {
         catalog.note_writes(entry.desc.id, rows);
     }
@@ -402,7 +405,7 @@ pub async fn execute_dml(
     }
     let mut cascade = Cascade::new(planning, txn, changes);
     while let Some(action) = cascade.next().await? {
-        let (_, more) = write_rows(planning, txn, catalog, &action, check_now).await?;
+        let (_, more) = write_rows(planning, txn, catalog, &action, check_now, None).await?;
         cascade.push(more);
     }
     Ok(rows)
@@ -417,6 +420,7 @@ async fn write_rows(
     catalog: &Catalog,
     dml: &DmlStatement,
     check_now: bool,
+    mut returned: Option<&mut Vec<Vec<ArrayRef>>>,
 ) -> SqlResult<(u64, Vec<ParentChange>)> {
     let state = planning.state.as_ref();
     let entry = target_table(catalog, dml)?;
@@ -432,6 +436,9 @@ async fn write_rows(
                 let columns = validator.validate(batch.columns())?;
                 insert_writes(&entry, &columns, &mut writes, &mut deferred)?;
                 rows += batch.num_rows() as u64;
+                if let Some(out) = returned.as_deref_mut() {
+                    out.push(columns);
+                }
                 Ok(())
             })
             .await?;
@@ -458,6 +465,9 @@ async fn write_rows(
                     &mut deferred,
                 )?;
                 rows += batch.num_rows() as u64;
+                if let Some(out) = returned.as_deref_mut() {
+                    out.push(columns);
+                }
                 Ok(())
             })
             .await?;
@@ -477,11 +487,29 @@ async fn write_rows(
                         .ok_or_else(|| SqlError::internal("DELETE input lacks a needed column"))
                 })
                 .collect::<SqlResult<Vec<_>>>()?;
+            // RETURNING: every column of the deleted rows.
+            let all = match returned {
+                Some(_) => entry
+                    .desc
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        schema
+                            .iter()
+                            .position(|(_, f)| f.name() == &c.name)
+                            .ok_or_else(|| SqlError::internal("DELETE input lacks a column"))
+                    })
+                    .collect::<SqlResult<Vec<_>>>()?,
+                None => Vec::new(),
+            };
             for_each_batch(planning, &dml.input, |batch| {
                 let old: Vec<ArrayRef> =
                     positions.iter().map(|&i| batch.column(i).clone()).collect();
                 delete_writes(&entry, &old, &mut writes, &mut deferred)?;
                 rows += batch.num_rows() as u64;
+                if let Some(out) = returned.as_deref_mut() {
+                    out.push(all.iter().map(|&i| batch.column(i).clone()).collect());
+                }
                 Ok(())
             })
             .await?;

@@ -219,6 +219,17 @@ fn nothing(name: &'static str, arities: &[usize], ty: DataType) -> ScalarUDF {
     })
 }
 
+/// `array` as a function's result: its one value when every argument was
+/// a scalar.
+fn columnar(array: ArrayRef, scalar: bool) -> Result<ColumnarValue> {
+    if scalar {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &array, 0,
+        )?));
+    }
+    Ok(ColumnarValue::Array(array))
+}
+
 /// PostgreSQL's `pg_size_pretty(bigint)`: bytes, kB, MB, GB or TB,
 /// rounded, switching unit at 10 240 of the smaller one.
 fn size_pretty(bytes: i64) -> String {
@@ -250,13 +261,7 @@ fn pg_size_pretty() -> ScalarUDF {
                     out.append_value(size_pretty(sizes.value(i)));
                 }
             }
-            let array: ArrayRef = Arc::new(out.finish());
-            if scalar {
-                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &array, 0,
-                )?));
-            }
-            Ok(ColumnarValue::Array(array))
+            columnar(Arc::new(out.finish()), scalar)
         }),
     )
 }
@@ -289,13 +294,47 @@ fn pg_table_size(catalog: &Arc<Catalog>) -> ScalarUDF {
                     }))
                 })
                 .collect();
-            let array: ArrayRef = Arc::new(sizes);
-            if scalar {
-                return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                    &array, 0,
-                )?));
+            columnar(Arc::new(sizes), scalar)
+        }),
+    )
+}
+
+/// `pg_get_serial_sequence(table, column)`: `public.<sequence>` of the
+/// sequence the column owns (a `SERIAL`), NULL when it owns none.
+fn pg_get_serial_sequence(catalog: &Arc<Catalog>) -> ScalarUDF {
+    let catalog = catalog.clone();
+    datafusion::logical_expr::create_udf(
+        "pg_get_serial_sequence",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (tables, columns) = (arrays[0].as_string::<i32>(), arrays[1].as_string::<i32>());
+            let mut out = StringBuilder::new();
+            for i in 0..tables.len() {
+                let found = (!tables.is_null(i) && !columns.is_null(i))
+                    .then(|| {
+                        let table = tables.value(i);
+                        let table = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+                        let entry = catalog.table(table)?;
+                        let column = entry.desc.column(columns.value(i))?.id;
+                        catalog.sequences().into_iter().find(|s| {
+                            s.owned_by.as_ref().is_some_and(|o| {
+                                o.table_id == entry.desc.id && o.column_id == column
+                            })
+                        })
+                    })
+                    .flatten();
+                match found {
+                    Some(seq) => {
+                        out.append_value(format!("public.{}", super::quote_ident(&seq.name)))
+                    }
+                    None => out.append_null(),
+                }
             }
-            Ok(ColumnarValue::Array(array))
+            columnar(Arc::new(out.finish()), scalar)
         }),
     )
 }
@@ -322,6 +361,7 @@ pub(super) fn register(ctx: &SessionContext, catalog: Arc<Catalog>) {
     ctx.register_udf(nothing("shobj_description", &[2], DataType::Utf8));
     ctx.register_udf(pg_size_pretty());
     ctx.register_udf(pg_table_size(&catalog));
+    ctx.register_udf(pg_get_serial_sequence(&catalog));
 }
 
 #[cfg(test)]

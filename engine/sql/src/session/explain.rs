@@ -56,7 +56,9 @@ impl Session {
             ));
         }
         check_supported(statement)?;
-        let plan = self.bind(self.plan(statement).await?, params)?;
+        // The write's plan; a RETURNING list runs over its rows afterwards.
+        let (statement, _) = super::returning::split(statement)?;
+        let plan = self.bind(self.plan(&statement).await?, params)?;
         let LogicalPlan::Dml(dml) = &plan else {
             return Err(SqlError::internal("DML statement did not plan to DML"));
         };

@@ -10,14 +10,13 @@ use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::execute_stream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::sql::sqlparser::ast::{ObjectType, Set, Statement};
+use datafusion::sql::sqlparser::ast::{Set, Statement};
 use futures::StreamExt;
 use holo_kv::Transaction;
 use parking_lot::Mutex;
 
 use crate::catalog::lease::SchemaPin;
 use crate::catalog::provider::TxnSlot;
-use crate::ddl;
 use crate::engine::SqlEngine;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::exec::dml::execute_dml;
@@ -25,10 +24,13 @@ use crate::exec::fast::{FastOutput, FastPlan};
 use crate::interrupt::Interrupt;
 use crate::interruptible::interruptible;
 use crate::planner::PlanContext;
+use crate::sequences::udfs::SessionSequences;
 
 mod explain;
 mod output;
 mod prepare;
+mod returning;
+mod schema;
 mod settings;
 mod supported;
 mod text;
@@ -75,6 +77,8 @@ fn holding(
 pub struct Session {
     engine: Arc<SqlEngine>,
     state: Arc<SessionState>,
+    /// This session's `nextval`, `currval`, `setval` and `lastval`.
+    sequence_fns: Vec<Arc<datafusion::logical_expr::ScalarUDF>>,
     slot: Arc<TxnSlot>,
     inner: Mutex<Inner>,
     /// The running statement's cancel flag and deadline.
@@ -101,11 +105,20 @@ impl Session {
     fn from_state(engine: Arc<SqlEngine>, base: SessionState) -> Session {
         let slot = Arc::new(TxnSlot::default());
         let config = base.config().clone().with_extension(slot.clone());
-        let state = SessionStateBuilder::new_from_existing(base)
+        let mut state = SessionStateBuilder::new_from_existing(base)
             .with_config(config)
             .build();
+        let sequence_fns = crate::sequences::udfs::functions(
+            engine.catalog(),
+            Some(Arc::new(SessionSequences::default())),
+        );
+        for f in &sequence_fns {
+            // Replaces the engine's instance of the same name.
+            let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, f.clone());
+        }
         Session {
             engine,
+            sequence_fns,
             state: Arc::new(interruptible(state)),
             slot,
             interrupt: Mutex::new(Interrupt::none()),
@@ -190,9 +203,11 @@ impl Session {
         )
     }
 
-    /// Plans `stmt` logically on the planner pool.
+    /// Plans `stmt` logically on the planner pool. Sequence functions of
+    /// column defaults become this session's (for `currval`).
     pub(crate) async fn plan(&self, stmt: &Statement) -> SqlResult<LogicalPlan> {
-        self.planning().logical(stmt).await
+        let plan = self.planning().logical(stmt).await?;
+        SessionSequences::adopt(&self.sequence_fns, plan)
     }
 
     /// Runs one statement, with `params` bound to its placeholders.
@@ -306,8 +321,15 @@ impl Session {
         }
         let result = match planned {
             Some(p) => {
-                self.run_plan(&p.plan, p.fast.as_ref(), params, &txn, autocommit)
-                    .await
+                self.run_plan(
+                    &p.plan,
+                    p.fast.as_ref(),
+                    p.returning.as_ref(),
+                    params,
+                    &txn,
+                    autocommit,
+                )
+                .await
             }
             None => self.run(stmt, params, &txn, autocommit).await,
         };
@@ -330,104 +352,29 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
-                let plan = self.plan(stmt).await?;
-                let fast = FastPlan::detect(&plan);
-                self.run_plan(&plan, fast.as_ref(), params, txn, autocommit)
-                    .await
-            }
-            Statement::CreateTable(ct) => {
-                self.require_autocommit(autocommit, "CREATE TABLE")?;
-                ddl::create_table(self.engine.catalog(), ct, &self.interrupt()).await?;
-                Ok(StatementOutput::Command {
-                    tag: "CREATE TABLE".into(),
-                    rows: None,
-                })
-            }
-            Statement::Drop {
-                object_type: ObjectType::Table,
-                if_exists,
-                names,
-                cascade,
-                ..
-            } => {
-                self.require_autocommit(autocommit, "DROP TABLE")?;
-                ddl::drop_tables(self.engine.catalog(), names, *if_exists, *cascade).await?;
-                Ok(StatementOutput::Command {
-                    tag: "DROP TABLE".into(),
-                    rows: None,
-                })
-            }
-            Statement::Drop {
-                object_type: ObjectType::Index,
-                if_exists,
-                names,
-                ..
-            } => {
-                self.require_autocommit(autocommit, "DROP INDEX")?;
-                let text = statement_prefix(stmt, 4096);
-                ddl::drop_indexes(self.engine.catalog(), names, *if_exists, &text).await?;
-                Ok(StatementOutput::Command {
-                    tag: "DROP INDEX".into(),
-                    rows: None,
-                })
-            }
-            Statement::CreateIndex(ci) => {
-                self.require_autocommit(autocommit, "CREATE INDEX")?;
-                ddl::create_index(self.engine.catalog(), ci, &self.interrupt()).await?;
-                Ok(StatementOutput::Command {
-                    tag: "CREATE INDEX".into(),
-                    rows: None,
-                })
-            }
-            Statement::Analyze(a) => {
-                let name = a
-                    .table_name
-                    .as_ref()
-                    .map(ddl::resolve_table_name)
-                    .transpose()?;
-                crate::stats::collect::run(
-                    self.engine.catalog(),
-                    name.as_deref(),
-                    &self.interrupt(),
+                let (stmt, returning) = returning::split(stmt)?;
+                let plan = self.plan(&stmt).await?;
+                let (fast, returning) = match returning {
+                    Some(list) => (None, Some(self.plan(&list.select).await?)),
+                    None => (FastPlan::detect(&plan), None),
+                };
+                self.run_plan(
+                    &plan,
+                    fast.as_ref(),
+                    returning.as_ref(),
+                    params,
+                    txn,
+                    autocommit,
                 )
-                .await?;
-                Ok(StatementOutput::Command {
-                    tag: "ANALYZE".into(),
-                    rows: None,
-                })
+                .await
             }
-            Statement::AlterTable(at) => {
-                self.require_autocommit(autocommit, "ALTER TABLE")?;
-                let text = statement_prefix(stmt, 4096);
-                ddl::alter_table(self.engine.catalog(), at, &text, &self.interrupt()).await?;
-                Ok(StatementOutput::Command {
-                    tag: "ALTER TABLE".into(),
-                    rows: None,
-                })
-            }
-            Statement::Call(f) if crate::jobs::statements::is_job_call(f) => {
-                self.require_autocommit(autocommit, "job statements")?;
-                match crate::jobs::statements::execute(self.engine.catalog(), f).await? {
-                    Some(batch) => rows_of(batch.schema(), vec![batch]),
-                    None => Ok(StatementOutput::Command {
-                        tag: "CANCEL JOB".into(),
-                        rows: None,
-                    }),
-                }
-            }
-            Statement::Call(f) if crate::ranges::is_range_call(f) => {
-                self.require_autocommit(autocommit, "range statements")?;
-                let catalog = self.engine.catalog().clone();
-                let out = crate::ranges::execute(
-                    self.engine.base_context(),
-                    self.engine.options().admin.as_ref(),
-                    |name| catalog.table(name),
-                    f,
-                    params.as_ref(),
-                )
-                .await?;
-                rows_of(out.batch.schema(), vec![out.batch])
-            }
+            Statement::CreateTable(_)
+            | Statement::CreateSequence { .. }
+            | Statement::CreateIndex(_)
+            | Statement::AlterTable(_)
+            | Statement::Analyze(_)
+            | Statement::Drop { .. }
+            | Statement::Call(_) => self.run_schema(stmt, params, autocommit).await,
             Statement::Explain {
                 statement, analyze, ..
             } => self.explain(stmt, statement, *analyze, params, txn).await,
@@ -456,10 +403,12 @@ impl Session {
 
     /// Runs a planned query or DML statement: on its fast path when it has
     /// one (and its table is unchanged), otherwise through DataFusion.
+    /// `returning` is a DML statement's planned RETURNING list.
     async fn run_plan(
         &self,
         plan: &LogicalPlan,
         fast: Option<&FastPlan>,
+        returning: Option<&LogicalPlan>,
         params: Option<ParamValues>,
         txn: &Arc<Transaction>,
         autocommit: bool,
@@ -493,9 +442,10 @@ impl Session {
                 };
             }
         }
-        let plan = self.bind(plan.clone(), params)?;
+        let plan = self.bind(plan.clone(), params.clone())?;
         match plan {
             LogicalPlan::Dml(dml) => {
+                let mut written = returning.map(|_| Vec::new());
                 self.slot.set(Some(txn.clone()));
                 let rows = execute_dml(
                     &self.planning(),
@@ -503,16 +453,42 @@ impl Session {
                     self.engine.catalog(),
                     &dml,
                     !autocommit,
+                    written.as_mut(),
                 )
                 .await;
                 self.slot.set(None);
                 let rows = rows?;
+                // The RETURNING rows are computed before the commit: an
+                // error in them fails the statement, writes and all.
+                let returned = match (returning, written) {
+                    (Some(list), Some(written)) => {
+                        let list = self.bind(returning::over_rows(list, written)?, params)?;
+                        let physical = self.physical_plan(&list, txn).await?;
+                        let schema = physical.schema();
+                        let batches = execute_stream(physical, self.state.task_ctx())?
+                            .collect::<Vec<_>>()
+                            .await
+                            .into_iter()
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Some((schema, batches))
+                    }
+                    _ => None,
+                };
                 if autocommit {
                     self.commit_txn(txn).await?;
                 }
-                Ok(StatementOutput::Command {
-                    tag: dml_tag(&dml.op).to_string(),
-                    rows: Some(rows),
+                let tag = dml_tag(&dml.op).to_string();
+                Ok(match returned {
+                    Some((schema, batches)) => StatementOutput::Returned {
+                        tag,
+                        rows: Box::pin(datafusion::physical_plan::memory::MemoryStream::try_new(
+                            batches, schema, None,
+                        )?),
+                    },
+                    None => StatementOutput::Command {
+                        tag,
+                        rows: Some(rows),
+                    },
                 })
             }
             plan => {
@@ -564,7 +540,11 @@ impl Session {
         let mut out = Vec::new();
         for stmt in &stmts {
             self.begin_statement();
-            if let StatementOutput::Rows(mut stream) = self.execute(stmt, None).await? {
+            if let StatementOutput::Rows(mut stream)
+            | StatementOutput::Returned {
+                rows: mut stream, ..
+            } = self.execute(stmt, None).await?
+            {
                 while let Some(batch) = stream.next().await {
                     out.push(batch?);
                 }

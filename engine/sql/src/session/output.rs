@@ -23,6 +23,15 @@ pub enum StatementOutput {
         /// Affected rows.
         rows: Option<u64>,
     },
+    /// Rows of a DML statement's RETURNING list, with the statement's
+    /// command tag (`INSERT`, `UPDATE`, `DELETE`; the row count is the
+    /// number of rows).
+    Returned {
+        /// Tag without the count.
+        tag: String,
+        /// The rows, computed before the statement ended.
+        rows: SendableRecordBatchStream,
+    },
     /// A transaction block started.
     TxnStart(String),
     /// A transaction block ended.
@@ -34,6 +43,7 @@ impl std::fmt::Debug for StatementOutput {
         match self {
             StatementOutput::Rows(_) => write!(f, "Rows"),
             StatementOutput::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+            StatementOutput::Returned { tag, .. } => write!(f, "Returned({tag})"),
             StatementOutput::TxnStart(t) => write!(f, "TxnStart({t})"),
             StatementOutput::TxnEnd(t) => write!(f, "TxnEnd({t})"),
         }

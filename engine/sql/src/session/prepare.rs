@@ -27,6 +27,8 @@ pub struct Described {
 pub(crate) struct Planned {
     pub(crate) plan: LogicalPlan,
     pub(crate) fast: Option<FastPlan>,
+    /// A DML statement's RETURNING list, planned over its target.
+    pub(crate) returning: Option<LogicalPlan>,
     pub(crate) catalog_version: u64,
 }
 
@@ -83,8 +85,21 @@ impl Session {
         }
         check_supported(&stmt)?;
         let catalog_version = self.engine.catalog().version();
-        let plan = self.plan(&stmt).await?;
+        let (dml, list) = super::returning::split(&stmt)?;
+        let plan = self.plan(&dml).await?;
+        let returning = match list {
+            Some(list) => Some(self.plan(&list.select).await?),
+            None => None,
+        };
         let mut types = plan.get_parameter_types()?;
+        if let Some(r) = &returning {
+            for (id, t) in r.get_parameter_types()? {
+                let slot = types.entry(id).or_insert(None);
+                if slot.is_none() {
+                    *slot = t;
+                }
+            }
+        }
         // `$1::bigint`: a parameter typed only by its cast takes the cast's type.
         if types.values().any(Option::is_none) {
             plan.apply(|node| {
@@ -135,11 +150,15 @@ impl Session {
             }
             param_types[n - 1] = t;
         }
-        let schema = match &plan {
-            LogicalPlan::Dml(_) => None,
-            other => Some(Arc::new(other.schema().as_arrow().clone())),
+        let schema = match (&plan, &returning) {
+            (_, Some(r)) => Some(Arc::new(r.schema().as_arrow().clone())),
+            (LogicalPlan::Dml(_), None) => None,
+            (other, None) => Some(Arc::new(other.schema().as_arrow().clone())),
         };
-        let fast = FastPlan::detect(&plan);
+        let fast = match returning {
+            Some(_) => None,
+            None => FastPlan::detect(&plan),
+        };
         Ok(PreparedStatement {
             stmt,
             described: Described {
@@ -149,6 +168,7 @@ impl Session {
             planned: Some(Planned {
                 plan,
                 fast,
+                returning,
                 catalog_version,
             }),
         })

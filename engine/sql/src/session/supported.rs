@@ -9,11 +9,6 @@ use crate::error::{SqlError, SqlResult, sqlstate};
 pub(crate) fn check_supported(stmt: &Statement) -> SqlResult<()> {
     match stmt {
         Statement::Insert(ins) => {
-            if ins.returning.is_some() {
-                return Err(SqlError::unsupported(
-                    "INSERT ... RETURNING is not supported",
-                ));
-            }
             if ins.on.is_some() {
                 return Err(SqlError::unsupported(
                     "INSERT ... ON CONFLICT is not supported",
@@ -29,11 +24,6 @@ pub(crate) fn check_supported(stmt: &Statement) -> SqlResult<()> {
             }
         }
         Statement::Update(upd) => {
-            if upd.returning.is_some() {
-                return Err(SqlError::unsupported(
-                    "UPDATE ... RETURNING is not supported",
-                ));
-            }
             if upd.from.is_some() {
                 return Err(SqlError::unsupported("UPDATE ... FROM is not supported"));
             }
@@ -48,11 +38,6 @@ pub(crate) fn check_supported(stmt: &Statement) -> SqlResult<()> {
             }
         }
         Statement::Delete(del) => {
-            if del.returning.is_some() {
-                return Err(SqlError::unsupported(
-                    "DELETE ... RETURNING is not supported",
-                ));
-            }
             if del.using.is_some() {
                 return Err(SqlError::unsupported("DELETE ... USING is not supported"));
             }

@@ -7,6 +7,7 @@ mod failover;
 mod foreign_keys;
 mod indexes;
 mod placement;
+mod sequences;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
