@@ -2,6 +2,7 @@
 # Starts or stops a 3-node HoloFusion cluster on loopback.
 #
 #   ci/cluster.sh start [DIR]   build, start nodes 1-3 (node 1 bootstraps), wait until ready
+#                               (HOLO_BIN=path: that binary, no build)
 #   ci/cluster.sh stop  [DIR]   stop every node (SIGTERM, then SIGKILL after 10 s)
 #
 # Ports: PostgreSQL 127.0.0.1:5433-5435, internal RPC 127.0.0.1:26257-26259.
@@ -17,8 +18,12 @@ pg() { echo "127.0.0.1:$((5432 + $1))"; }
 case "$cmd" in
   start)
     ci/install-deps.sh
-    cargo build --release --bin holo-fusion
-    bin=target/release/holo-fusion
+    if [[ -n "${HOLO_BIN:-}" ]]; then
+      bin=$HOLO_BIN   # a binary built elsewhere
+    else
+      cargo build --release --bin holo-fusion
+      bin=target/release/holo-fusion
+    fi
     mkdir -p "$dir"
     for n in "${nodes[@]}"; do
       if [[ -f "$dir/n$n.pid" ]] && kill -0 "$(cat "$dir/n$n.pid")" 2>/dev/null; then

@@ -12,6 +12,7 @@ pub mod ddl;
 pub mod engine;
 pub mod error;
 pub mod exec;
+pub mod insert_plan;
 pub mod interrupt;
 mod interruptible;
 pub mod jobs;

@@ -157,6 +157,17 @@ impl PlanContext {
     /// The statement's logical plan.
     pub async fn logical(&self, stmt: &Statement) -> SqlResult<LogicalPlan> {
         let state = self.state.clone();
+        if let Statement::Insert(ins) = stmt
+            && crate::insert_plan::takes(ins)
+        {
+            let ins = ins.clone();
+            return self
+                .planner
+                .run_future(&self.interrupt, async move {
+                    crate::insert_plan::plan(&state, &ins).await
+                })
+                .await;
+        }
         let stmt = DfStatement::Statement(Box::new(stmt.clone()));
         self.planner
             .run_future(&self.interrupt, async move {

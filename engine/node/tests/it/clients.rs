@@ -1,7 +1,8 @@
-//! Clients no one here wrote describe a schema through the system
-//! catalogs: psql's `\d` and `\di`, SQLAlchemy's inspector (Alembic's
-//! autogenerate reads the same) and `information_schema`'s constraint
-//! views. psql comes from `ci/install-deps.sh`, SQLAlchemy from the Python
+//! Clients no one here wrote: psql's `\d` and `\di`, SQLAlchemy's
+//! inspector (Alembic's autogenerate reads the same) and
+//! `information_schema`'s constraint views describe a schema through the
+//! system catalogs; SQLAlchemy's ORM runs an application's statements.
+//! psql comes from `ci/install-deps.sh`, SQLAlchemy from the Python
 //! environment it makes (`target/client-venv`).
 
 use std::path::PathBuf;
@@ -110,6 +111,13 @@ async fn psql_and_sqlalchemy_describe_keys_indexes_and_constraints() {
     );
 
     // SQLAlchemy's inspector.
+    python_client(&node.addr, "inspect_schema.py");
+}
+
+/// Runs `engine/node/tests/clients/<script>` with the URL of the node at
+/// `addr`, in the Python environment of `ci/install-deps.sh`; it must
+/// succeed.
+fn python_client(addr: &str, script: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join("target/client-venv/bin/python");
     assert!(
@@ -117,16 +125,24 @@ async fn psql_and_sqlalchemy_describe_keys_indexes_and_constraints() {
         "{} is missing: run ci/install-deps.sh",
         python.display()
     );
-    let (host, port) = node.addr.rsplit_once(':').unwrap();
+    let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new(&python)
-        .arg(root.join("engine/node/tests/clients/inspect_schema.py"))
+        .arg(root.join("engine/node/tests/clients").join(script))
         .arg(format!("postgresql+psycopg2://holo@{host}:{port}/holo"))
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "SQLAlchemy's inspector:\n{}\n{}",
+        "{script}:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn sqlalchemy_orm_runs_unchanged() {
+    // Autoincrement keys (SERIAL), relationships, batched inserts that
+    // learn their keys through RETURNING, updates, cascaded deletes.
+    let node = TestNode::start();
+    python_client(&node.addr, "orm_crud.py");
 }
