@@ -39,6 +39,9 @@ fn is_keyword(token: &Token, keyword: Keyword) -> bool {
 /// returns `None` (nothing consumed) when the next tokens start another.
 pub fn parse_statement(parser: &mut Parser) -> Option<Result<Statement, ParserError>> {
     let ahead = parser.peek_tokens::<6>();
+    if super::sequence::starts(&ahead) {
+        return Some(super::sequence::parse(parser));
+    }
     if is_keyword(&ahead[0], Keyword::SHOW) && is_word(&ahead[1], "RANGES") {
         return Some(parse_show_ranges(parser));
     }

@@ -10,6 +10,7 @@ mod catalog_rules;
 pub(crate) mod custom;
 mod dialect;
 mod scan;
+mod sequence;
 
 use std::sync::{Arc, LazyLock};
 

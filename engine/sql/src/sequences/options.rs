@@ -164,7 +164,7 @@ mod tests {
         assert_eq!((s.start, s.increment, s.min, s.max), (1, 1, 1, i64::MAX));
         let s = parse("CREATE SEQUENCE s AS integer INCREMENT BY -2").unwrap();
         assert_eq!((s.start, s.min, s.max), (-1, i64::from(i32::MIN), -1));
-        let s = parse("CREATE SEQUENCE s MAXVALUE 9 START WITH 5 CACHE 10 CYCLE").unwrap();
+        let s = parse("CREATE SEQUENCE s START WITH 5 CACHE 10 MAXVALUE 9 CYCLE").unwrap();
         assert_eq!((s.start, s.max, s.cache, s.cycle), (5, 9, 10, true));
     }
 
@@ -179,5 +179,8 @@ mod tests {
         ] {
             assert_eq!(parse(sql).unwrap_err().code, "22023", "{sql}");
         }
+        // PostgreSQL: "conflicting or redundant options", a syntax error.
+        let twice = parse("CREATE SEQUENCE s START 3 START 4").unwrap_err();
+        assert_eq!(twice.code, "42601", "{twice:?}");
     }
 }
