@@ -159,6 +159,14 @@ pub(crate) async fn scan_prefix(
     }
 }
 
+/// 42P01 for a relation that does not exist.
+pub fn relation_missing(name: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::UNDEFINED_TABLE,
+        format!("relation \"{name}\" does not exist"),
+    )
+}
+
 /// 42P07 for a relation name in use.
 pub fn relation_exists(name: &str) -> SqlError {
     SqlError::new(

@@ -18,6 +18,7 @@ use datafusion::scalar::ScalarValue;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Insert, SetExpr, Statement, TableObject};
 
+use crate::catalog::relation_missing;
 use crate::error::{SqlError, SqlResult, sqlstate};
 
 /// Whether `ins` is planned here: a query source that is not itself a
@@ -46,37 +47,31 @@ pub async fn plan(state: &SessionState, ins: &Insert) -> SqlResult<LogicalPlan> 
         .schema_for_ref(table_ref.clone())?
         .table(&table)
         .await?
-        .ok_or_else(|| {
-            SqlError::new(
-                sqlstate::UNDEFINED_TABLE,
-                format!("relation \"{table}\" does not exist"),
-            )
-        })?;
+        .ok_or_else(|| relation_missing(&table))?;
     let schema = provider.schema();
     let listed: Vec<String> = ins
         .columns
         .iter()
         .map(crate::ddl::resolve_table_name)
         .collect::<SqlResult<_>>()?;
-    let mut positions = vec![None; schema.fields().len()];
-    if listed.is_empty() {
-        for (i, p) in positions.iter_mut().enumerate() {
-            *p = Some(i);
-        }
+    // Per table column, the source column that fills it.
+    let mut positions: Vec<Option<usize>> = if listed.is_empty() {
+        (0..schema.fields().len()).map(Some).collect()
     } else {
-        for (i, name) in listed.iter().enumerate() {
-            let at = schema.index_of(name).map_err(|_| {
-                SqlError::new(
-                    sqlstate::UNDEFINED_COLUMN,
-                    format!("column \"{name}\" of relation \"{table}\" does not exist"),
-                )
-            })?;
-            if positions[at].replace(i).is_some() {
-                return Err(SqlError::new(
-                    sqlstate::DUPLICATE_COLUMN,
-                    format!("column \"{name}\" specified more than once"),
-                ));
-            }
+        vec![None; schema.fields().len()]
+    };
+    for (i, name) in listed.iter().enumerate() {
+        let at = schema.index_of(name).map_err(|_| {
+            SqlError::new(
+                sqlstate::UNDEFINED_COLUMN,
+                format!("column \"{name}\" of relation \"{table}\" does not exist"),
+            )
+        })?;
+        if positions[at].replace(i).is_some() {
+            return Err(SqlError::new(
+                sqlstate::DUPLICATE_COLUMN,
+                format!("column \"{name}\" specified more than once"),
+            ));
         }
     }
     let given = if listed.is_empty() {

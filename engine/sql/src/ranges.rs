@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::{
 use holo_kv::service::ClusterAdmin;
 
 use crate::catalog::TableEntry;
+use crate::catalog::relation_missing;
 use crate::codec::key::{prefix_end, table_prefix};
 use crate::error::{SqlError, SqlResult, sqlstate};
 
@@ -160,12 +161,7 @@ pub async fn execute(
         return Err(SqlError::new(sqlstate::SYNTAX_ERROR, "missing table name"));
     };
     let name = table_arg(first)?;
-    let entry = lookup(&name).ok_or_else(|| {
-        SqlError::new(
-            sqlstate::UNDEFINED_TABLE,
-            format!("relation \"{name}\" does not exist"),
-        )
-    })?;
+    let entry = lookup(&name).ok_or_else(|| relation_missing(&name))?;
     let fname = f.name.to_string().to_lowercase();
     if fname == SPLIT_FN || fname == UNSPLIT_FN {
         let unsplit = fname == UNSPLIT_FN;

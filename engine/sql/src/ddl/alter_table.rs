@@ -26,7 +26,7 @@ use crate::catalog::descriptor::{
     CheckDescriptor, ColumnDescriptor, IndexState, MissingValue, TableDescriptor,
 };
 use crate::catalog::keys::namespace_key;
-use crate::catalog::{Catalog, relation_exists};
+use crate::catalog::{Catalog, relation_exists, relation_missing};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::interrupt::Interrupt;
 use crate::jobs::statements::create_job;
@@ -99,10 +99,7 @@ pub async fn alter_table(
         if at.if_exists {
             return Ok(());
         }
-        return Err(SqlError::new(
-            sqlstate::UNDEFINED_TABLE,
-            format!("relation \"{table}\" does not exist"),
-        ));
+        return Err(relation_missing(&table));
     };
     if let AlterTableOperation::DropColumn { column_names, .. } = op {
         drop_column_indexes(catalog, &entry.desc, column_names, text).await?;
@@ -111,12 +108,7 @@ pub async fn alter_table(
     let mut desc = catalog
         .stored_table(&txn, entry.desc.id)
         .await?
-        .ok_or_else(|| {
-            SqlError::new(
-                sqlstate::UNDEFINED_TABLE,
-                format!("relation \"{table}\" does not exist"),
-            )
-        })?;
+        .ok_or_else(|| relation_missing(&table))?;
     let mut new_name_key = None;
     let step = match op {
         AlterTableOperation::RenameTable { table_name } => {

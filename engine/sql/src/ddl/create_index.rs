@@ -13,7 +13,7 @@ use crate::catalog::descriptor::{
     IndexColumnDescriptor, IndexDescriptor, IndexState, TableDescriptor,
 };
 use crate::catalog::keys::namespace_key;
-use crate::catalog::{Catalog, relation_exists};
+use crate::catalog::{Catalog, relation_exists, relation_missing};
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::interrupt::{CancelOnDrop, Interrupt};
 use crate::jobs::JobKind;
@@ -152,12 +152,7 @@ pub async fn create_index(
 ) -> SqlResult<()> {
     check_supported(ci)?;
     let table = resolve_table_name(&ci.table_name)?;
-    let not_found = || {
-        SqlError::new(
-            sqlstate::UNDEFINED_TABLE,
-            format!("relation \"{table}\" does not exist"),
-        )
-    };
+    let not_found = || relation_missing(&table);
     catalog.refresh_if_stale().await?;
     let entry = catalog.table(&table).ok_or_else(not_found)?;
     let txn = catalog.begin().await?;

@@ -17,6 +17,7 @@ use crate::catalog::descriptor::{
     FkAction, ForeignKeyDescriptor, IndexDescriptor, TableDescriptor,
 };
 use crate::catalog::foreign_keys::{dependents, referenced_key, still_referenced};
+use crate::catalog::relation_missing;
 use crate::error::{SqlError, SqlResult, sqlstate};
 use crate::types::SqlType;
 
@@ -106,12 +107,7 @@ pub(super) fn foreign_key_descriptor(
     let parent = if parent_name == child.name {
         child.clone()
     } else {
-        parent(&parent_name).ok_or_else(|| {
-            SqlError::new(
-                sqlstate::UNDEFINED_TABLE,
-                format!("relation \"{parent_name}\" does not exist"),
-            )
-        })?
+        parent(&parent_name).ok_or_else(|| relation_missing(&parent_name))?
     };
     let parent_ids = if fk.referred_columns.is_empty() {
         parent.primary_key.column_ids.clone()

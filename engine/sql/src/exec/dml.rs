@@ -26,6 +26,7 @@ use holo_txn_types::MutationOp;
 use super::fk_actions::Cascade;
 use super::foreign_keys::ParentChange;
 use super::row_writes::{Deferred, Write, delete_writes, insert_writes, update_writes};
+use crate::catalog::relation_missing;
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::error::{SqlError, SqlResult, sqlstate};
@@ -46,12 +47,7 @@ pub fn target_table(catalog: &Catalog, dml: &DmlStatement) -> SqlResult<Arc<Tabl
         return Ok(table.entry.clone());
     }
     let name = dml.table_name.table();
-    catalog.table(name).ok_or_else(|| {
-        SqlError::new(
-            sqlstate::UNDEFINED_TABLE,
-            format!("relation \"{name}\" does not exist"),
-        )
-    })
+    catalog.table(name).ok_or_else(|| relation_missing(name))
 }
 
 /// The types of the values assigned to each table column before DataFusion's
@@ -476,30 +472,21 @@ async fn write_rows(
         }
         WriteOp::Delete => {
             let schema = dml.input.schema().clone();
-            let positions = entry
-                .old_row_columns
-                .iter()
-                .map(|&c| {
+            // Where table columns `cols` are in the input's rows.
+            let input_positions = |cols: &mut dyn Iterator<Item = usize>| {
+                cols.map(|c| {
                     let name = &entry.desc.columns[c].name;
                     schema
                         .iter()
                         .position(|(_, f)| f.name() == name)
                         .ok_or_else(|| SqlError::internal("DELETE input lacks a needed column"))
                 })
-                .collect::<SqlResult<Vec<_>>>()?;
+                .collect::<SqlResult<Vec<_>>>()
+            };
+            let positions = input_positions(&mut entry.old_row_columns.iter().copied())?;
             // RETURNING: every column of the deleted rows.
             let all = match returned {
-                Some(_) => entry
-                    .desc
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        schema
-                            .iter()
-                            .position(|(_, f)| f.name() == &c.name)
-                            .ok_or_else(|| SqlError::internal("DELETE input lacks a column"))
-                    })
-                    .collect::<SqlResult<Vec<_>>>()?,
+                Some(_) => input_positions(&mut (0..ncols))?,
                 None => Vec::new(),
             };
             for_each_batch(planning, &dml.input, |batch| {

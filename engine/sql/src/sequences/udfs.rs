@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 
 use crate::catalog::Catalog;
 use crate::catalog::descriptor::SequenceDescriptor;
+use crate::catalog::relation_missing;
 use crate::error::{SqlError, SqlResult, sqlstate};
 
 /// Which function.
@@ -119,12 +120,9 @@ fn resolve(catalog: &Catalog, text: &str) -> SqlResult<Arc<SequenceDescriptor>> 
         Some(quoted) => quoted.replace("\"\"", "\""),
         None => last.to_lowercase(),
     };
-    catalog.sequence(&name).ok_or_else(|| {
-        SqlError::new(
-            sqlstate::UNDEFINED_TABLE,
-            format!("relation \"{text}\" does not exist"),
-        )
-    })
+    catalog
+        .sequence(&name)
+        .ok_or_else(|| relation_missing(text))
 }
 
 /// Runs `f` to its end from synchronous code (a function evaluated by
@@ -154,16 +152,14 @@ impl SequenceFn {
         called: bool,
     ) -> SqlResult<i64> {
         let session = self.session.as_deref();
-        if self.kind == Kind::Lastval {
-            return session
+        let seq = || resolve(catalog, name.unwrap_or_default());
+        match self.kind {
+            Kind::Lastval => session
                 .and_then(|s| *s.last.lock())
                 .map(|(_, v)| v)
-                .ok_or_else(|| self.not_yet("lastval is not yet defined in this session".into()));
-        }
-        let name = name.unwrap_or_default();
-        let seq = resolve(catalog, name)?;
-        match self.kind {
+                .ok_or_else(|| self.not_yet("lastval is not yet defined in this session".into())),
             Kind::Nextval => {
+                let seq = seq()?;
                 let values = catalog.sequence_values();
                 let v = match values.next_cached(&seq) {
                     Some(v) => v,
@@ -174,15 +170,19 @@ impl SequenceFn {
                 }
                 Ok(v)
             }
-            Kind::Currval => session
-                .and_then(|s| s.current.lock().get(&seq.id).copied())
-                .ok_or_else(|| {
-                    self.not_yet(format!(
-                        "currval of sequence \"{}\" is not yet defined in this session",
-                        seq.name
-                    ))
-                }),
+            Kind::Currval => {
+                let seq = seq()?;
+                session
+                    .and_then(|s| s.current.lock().get(&seq.id).copied())
+                    .ok_or_else(|| {
+                        self.not_yet(format!(
+                            "currval of sequence \"{}\" is not yet defined in this session",
+                            seq.name
+                        ))
+                    })
+            }
             Kind::Setval => {
+                let seq = seq()?;
                 let v = v.unwrap_or_default();
                 wait(catalog.sequence_values().set(&seq, v, called))?;
                 if called && let Some(s) = session {
@@ -190,7 +190,6 @@ impl SequenceFn {
                 }
                 Ok(v)
             }
-            Kind::Lastval => Err(SqlError::internal("lastval handled above")),
         }
     }
 }

@@ -37,7 +37,7 @@ mod text;
 mod txn_control;
 
 pub use output::StatementOutput;
-use output::{dml_tag, is_dml, rows_of};
+use output::{dml_tag, is_dml, rows_of, stream_of};
 use prepare::Planned;
 pub use prepare::{Described, PreparedStatement};
 use settings::Settings;
@@ -203,11 +203,16 @@ impl Session {
         )
     }
 
-    /// Plans `stmt` logically on the planner pool. Sequence functions of
-    /// column defaults become this session's (for `currval`).
+    /// Plans `stmt` logically on the planner pool. The sequence functions
+    /// of a write's column defaults (planned in the catalog's context)
+    /// become this session's, for `currval`; queries name the session's
+    /// own already.
     pub(crate) async fn plan(&self, stmt: &Statement) -> SqlResult<LogicalPlan> {
         let plan = self.planning().logical(stmt).await?;
-        SessionSequences::adopt(&self.sequence_fns, plan)
+        match plan {
+            LogicalPlan::Dml(_) => SessionSequences::adopt(&self.sequence_fns, plan),
+            plan => Ok(plan),
+        }
     }
 
     /// Runs one statement, with `params` bound to its placeholders.
@@ -352,16 +357,11 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
-                let (stmt, returning) = returning::split(stmt)?;
-                let plan = self.plan(&stmt).await?;
-                let (fast, returning) = match returning {
-                    Some(list) => (None, Some(self.plan(&list.select).await?)),
-                    None => (FastPlan::detect(&plan), None),
-                };
+                let p = self.plan_statement(stmt).await?;
                 self.run_plan(
-                    &plan,
-                    fast.as_ref(),
-                    returning.as_ref(),
+                    &p.plan,
+                    p.fast.as_ref(),
+                    p.returning.as_ref(),
                     params,
                     txn,
                     autocommit,
@@ -389,10 +389,7 @@ impl Session {
             Statement::Discard { .. } => {
                 self.require_autocommit(autocommit, "DISCARD ALL")?;
                 self.inner.lock().settings = Settings::default();
-                Ok(StatementOutput::Command {
-                    tag: "DISCARD ALL".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("DISCARD ALL"))
             }
             other => Err(SqlError::unsupported(format!(
                 "{} is not supported",
@@ -465,11 +462,9 @@ impl Session {
                         let list = self.bind(returning::over_rows(list, written)?, params)?;
                         let physical = self.physical_plan(&list, txn).await?;
                         let schema = physical.schema();
-                        let batches = execute_stream(physical, self.state.task_ctx())?
-                            .collect::<Vec<_>>()
-                            .await
-                            .into_iter()
-                            .collect::<Result<Vec<_>, _>>()?;
+                        let batches =
+                            datafusion::physical_plan::collect(physical, self.state.task_ctx())
+                                .await?;
                         Some((schema, batches))
                     }
                     _ => None,
@@ -481,9 +476,7 @@ impl Session {
                 Ok(match returned {
                     Some((schema, batches)) => StatementOutput::Returned {
                         tag,
-                        rows: Box::pin(datafusion::physical_plan::memory::MemoryStream::try_new(
-                            batches, schema, None,
-                        )?),
+                        rows: stream_of(schema, batches),
                     },
                     None => StatementOutput::Command {
                         tag,

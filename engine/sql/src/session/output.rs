@@ -38,6 +38,16 @@ pub enum StatementOutput {
     TxnEnd(String),
 }
 
+impl StatementOutput {
+    /// A command that affects no rows, e.g. `CREATE TABLE`.
+    pub(crate) fn done(tag: &str) -> StatementOutput {
+        StatementOutput::Command {
+            tag: tag.into(),
+            rows: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for StatementOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -58,10 +68,13 @@ pub(crate) fn one_column_rows(name: &str, values: Vec<String>) -> SqlResult<Stat
 }
 
 pub(crate) fn rows_of(schema: SchemaRef, batches: Vec<RecordBatch>) -> SqlResult<StatementOutput> {
+    Ok(StatementOutput::Rows(stream_of(schema, batches)))
+}
+
+/// `batches` (in memory) as a stream of rows.
+pub(crate) fn stream_of(schema: SchemaRef, batches: Vec<RecordBatch>) -> SendableRecordBatchStream {
     let stream = futures::stream::iter(batches.into_iter().map(Ok));
-    Ok(StatementOutput::Rows(Box::pin(
-        RecordBatchStreamAdapter::new(schema, stream),
-    )))
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
 
 pub(crate) fn dml_tag(op: &WriteOp) -> &'static str {

@@ -84,15 +84,10 @@ impl Session {
             });
         }
         check_supported(&stmt)?;
-        let catalog_version = self.engine.catalog().version();
-        let (dml, list) = super::returning::split(&stmt)?;
-        let plan = self.plan(&dml).await?;
-        let returning = match list {
-            Some(list) => Some(self.plan(&list.select).await?),
-            None => None,
-        };
+        let planned = self.plan_statement(&stmt).await?;
+        let (plan, returning) = (&planned.plan, &planned.returning);
         let mut types = plan.get_parameter_types()?;
-        if let Some(r) = &returning {
+        if let Some(r) = returning {
             for (id, t) in r.get_parameter_types()? {
                 let slot = types.entry(id).or_insert(None);
                 if slot.is_none() {
@@ -150,14 +145,10 @@ impl Session {
             }
             param_types[n - 1] = t;
         }
-        let schema = match (&plan, &returning) {
+        let schema = match (plan, returning) {
             (_, Some(r)) => Some(Arc::new(r.schema().as_arrow().clone())),
             (LogicalPlan::Dml(_), None) => None,
             (other, None) => Some(Arc::new(other.schema().as_arrow().clone())),
-        };
-        let fast = match returning {
-            Some(_) => None,
-            None => FastPlan::detect(&plan),
         };
         Ok(PreparedStatement {
             stmt,
@@ -165,12 +156,25 @@ impl Session {
                 param_types,
                 schema,
             },
-            planned: Some(Planned {
-                plan,
-                fast,
-                returning,
-                catalog_version,
-            }),
+            planned: Some(planned),
+        })
+    }
+
+    /// Plans a query or DML statement: its plan, its RETURNING list planned
+    /// over its target, and its fast path (none with RETURNING).
+    pub(crate) async fn plan_statement(&self, stmt: &Statement) -> SqlResult<Planned> {
+        let catalog_version = self.engine.catalog().version();
+        let (stmt, list) = super::returning::split(stmt)?;
+        let plan = self.plan(&stmt).await?;
+        let (fast, returning) = match list {
+            Some(select) => (None, Some(self.plan(&select).await?)),
+            None => (FastPlan::detect(&plan), None),
+        };
+        Ok(Planned {
+            plan,
+            fast,
+            returning,
+            catalog_version,
         })
     }
 }

@@ -14,17 +14,10 @@ use datafusion::sql::sqlparser::ast::{FromTable, SelectItem, Statement, TableObj
 
 use crate::error::{SqlError, SqlResult, sqlstate};
 
-/// A statement's RETURNING list, split off before the statement is planned.
-#[derive(Debug, Clone)]
-pub(crate) struct ReturningList {
-    /// `SELECT list FROM target [AS alias]`, parsed.
-    pub(crate) select: Statement,
-}
-
 /// Takes the RETURNING list (and an INSERT's target alias) off `stmt`: the
-/// statement to plan as DML, and the list as a query over the target
-/// (`None` without RETURNING).
-pub(crate) fn split(stmt: &Statement) -> SqlResult<(Statement, Option<ReturningList>)> {
+/// statement to plan as DML, and the list as a query over the target,
+/// `SELECT list FROM target [AS alias]` (`None` without RETURNING).
+pub(crate) fn split(stmt: &Statement) -> SqlResult<(Statement, Option<Statement>)> {
     let mut stmt = stmt.clone();
     let (items, from) = match &mut stmt {
         Statement::Insert(ins) => {
@@ -84,7 +77,7 @@ pub(crate) fn split(stmt: &Statement) -> SqlResult<(Statement, Option<ReturningL
             ));
         }
     };
-    Ok((stmt, Some(ReturningList { select })))
+    Ok((stmt, Some(select)))
 }
 
 /// `plan` (the planned RETURNING query) reading `rows` (columns in table

@@ -22,10 +22,7 @@ impl Session {
             Statement::CreateTable(ct) => {
                 self.require_autocommit(autocommit, "CREATE TABLE")?;
                 ddl::create_table(self.engine.catalog(), ct, &self.interrupt()).await?;
-                Ok(StatementOutput::Command {
-                    tag: "CREATE TABLE".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("CREATE TABLE"))
             }
             Statement::Drop {
                 object_type: ObjectType::Table,
@@ -36,10 +33,7 @@ impl Session {
             } => {
                 self.require_autocommit(autocommit, "DROP TABLE")?;
                 ddl::drop_tables(self.engine.catalog(), names, *if_exists, *cascade).await?;
-                Ok(StatementOutput::Command {
-                    tag: "DROP TABLE".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("DROP TABLE"))
             }
             Statement::Drop {
                 object_type: ObjectType::Index,
@@ -50,10 +44,7 @@ impl Session {
                 self.require_autocommit(autocommit, "DROP INDEX")?;
                 let text = statement_prefix(stmt, 4096);
                 ddl::drop_indexes(self.engine.catalog(), names, *if_exists, &text).await?;
-                Ok(StatementOutput::Command {
-                    tag: "DROP INDEX".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("DROP INDEX"))
             }
             Statement::CreateSequence {
                 temporary,
@@ -74,10 +65,7 @@ impl Session {
                     owned_by.as_ref(),
                 )
                 .await?;
-                Ok(StatementOutput::Command {
-                    tag: "CREATE SEQUENCE".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("CREATE SEQUENCE"))
             }
             Statement::Drop {
                 object_type: ObjectType::Sequence,
@@ -88,18 +76,12 @@ impl Session {
             } => {
                 self.require_autocommit(autocommit, "DROP SEQUENCE")?;
                 ddl::drop_sequences(self.engine.catalog(), names, *if_exists, *cascade).await?;
-                Ok(StatementOutput::Command {
-                    tag: "DROP SEQUENCE".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("DROP SEQUENCE"))
             }
             Statement::CreateIndex(ci) => {
                 self.require_autocommit(autocommit, "CREATE INDEX")?;
                 ddl::create_index(self.engine.catalog(), ci, &self.interrupt()).await?;
-                Ok(StatementOutput::Command {
-                    tag: "CREATE INDEX".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("CREATE INDEX"))
             }
             Statement::Analyze(a) => {
                 let name = a
@@ -113,28 +95,19 @@ impl Session {
                     &self.interrupt(),
                 )
                 .await?;
-                Ok(StatementOutput::Command {
-                    tag: "ANALYZE".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("ANALYZE"))
             }
             Statement::AlterTable(at) => {
                 self.require_autocommit(autocommit, "ALTER TABLE")?;
                 let text = statement_prefix(stmt, 4096);
                 ddl::alter_table(self.engine.catalog(), at, &text, &self.interrupt()).await?;
-                Ok(StatementOutput::Command {
-                    tag: "ALTER TABLE".into(),
-                    rows: None,
-                })
+                Ok(StatementOutput::done("ALTER TABLE"))
             }
             Statement::Call(f) if crate::jobs::statements::is_job_call(f) => {
                 self.require_autocommit(autocommit, "job statements")?;
                 match crate::jobs::statements::execute(self.engine.catalog(), f).await? {
                     Some(batch) => rows_of(batch.schema(), vec![batch]),
-                    None => Ok(StatementOutput::Command {
-                        tag: "CANCEL JOB".into(),
-                        rows: None,
-                    }),
+                    None => Ok(StatementOutput::done("CANCEL JOB")),
                 }
             }
             Statement::Call(f) if crate::ranges::is_range_call(f) => {

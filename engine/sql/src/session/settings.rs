@@ -225,12 +225,7 @@ impl Settings {
     /// Applies a SET (not SET TRANSACTION, which the transaction control
     /// handles).
     pub(crate) fn set(&mut self, set: &Set) -> SqlResult<StatementOutput> {
-        let done = || {
-            Ok(StatementOutput::Command {
-                tag: "SET".into(),
-                rows: None,
-            })
-        };
+        let done = || Ok(StatementOutput::done("SET"));
         match set {
             Set::SingleAssignment {
                 variable,
@@ -356,10 +351,7 @@ impl Settings {
                 self.assign(name, default.to_string(), false);
             }
         }
-        Ok(StatementOutput::Command {
-            tag: "RESET".into(),
-            rows: None,
-        })
+        Ok(StatementOutput::done("RESET"))
     }
 
     /// Answers SHOW name / SHOW ALL.

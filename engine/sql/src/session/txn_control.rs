@@ -191,10 +191,7 @@ impl Session {
         if session && let Some(ro) = read_only {
             inner.settings.set_default_read_only(ro);
         }
-        Ok(StatementOutput::Command {
-            tag: "SET".into(),
-            rows: None,
-        })
+        Ok(StatementOutput::done("SET"))
     }
 
     /// Maps a KV error to SQL, naming the table and key where possible.

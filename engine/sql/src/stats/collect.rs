@@ -11,10 +11,11 @@ use datafusion::arrow::array::{Array, ArrayRef};
 use rand::{Rng, SeedableRng};
 
 use super::{ColumnStats, HISTOGRAM_BUCKETS, MAX_MCV, SAMPLE_ROWS, TableStats};
+use crate::catalog::relation_missing;
 use crate::catalog::{Catalog, TableEntry};
 use crate::codec::column::{ColumnReader, conform};
 use crate::codec::key::prefix_end;
-use crate::error::{SqlError, SqlResult, sqlstate};
+use crate::error::SqlResult;
 use crate::interrupt::Interrupt;
 
 /// Rows read per chunk.
@@ -122,10 +123,7 @@ pub async fn run(catalog: &Catalog, name: Option<&str>, interrupt: &Interrupt) -
     let names = match name {
         Some(n) => {
             if catalog.table(n).is_none() {
-                return Err(SqlError::new(
-                    sqlstate::UNDEFINED_TABLE,
-                    format!("relation \"{n}\" does not exist"),
-                ));
+                return Err(relation_missing(n));
             }
             vec![n.to_string()]
         }
